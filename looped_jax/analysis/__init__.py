@@ -1,0 +1,1 @@
+"""looped_jax.analysis."""

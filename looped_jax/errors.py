@@ -1,0 +1,22 @@
+"""User-facing errors: one sentence naming the problem and the allowed values.
+
+`main.py` prints these as a single line (no traceback) and exits non-zero. Raise them
+*before* any file in the workdir is touched.
+"""
+
+
+class ConfigError(ValueError):
+  """A config key, flag value, mesh shape, data or checkpoint problem a person must fix."""
+
+
+def check(condition: bool, message: str) -> None:
+  """Raises ConfigError(message) unless `condition` holds."""
+  if not condition:
+    raise ConfigError(message)
+
+
+def check_choice(key: str, value, allowed) -> None:
+  """Raises ConfigError unless `value` is one of `allowed`, naming `key` and the options."""
+  allowed = tuple(allowed)
+  if value not in allowed:
+    raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}.")

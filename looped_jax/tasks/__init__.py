@@ -1,0 +1,65 @@
+"""Task registry: `tasks.get(config.task)` builds a task from its config section.
+
+A task module registers its dataclass with `@register("name")`. The config section is
+`{"name": ..., <dataclass field>: value, ...}`; unknown fields are a ConfigError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+from looped_jax.errors import ConfigError
+from looped_jax.tasks.base import Batch, Metrics, RegressionTask, Task, TokenTask
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(name: str):
+  def wrap(cls):
+    if name in _REGISTRY:
+      raise ValueError(f"task {name!r} registered twice")
+    cls.name = name
+    _REGISTRY[name] = cls
+    return cls
+  return wrap
+
+
+def names() -> tuple[str, ...]:
+  _import_all()
+  return tuple(sorted(_REGISTRY))
+
+
+def get(task_config: Any) -> Task:
+  """Builds the task named by `task_config.name` with the remaining keys as fields."""
+  _import_all()
+  cfg = dict(task_config)
+  name = cfg.pop("name", None)
+  if name not in _REGISTRY:
+    raise ConfigError(f"task.name={name!r} is not a known task; choose one of {', '.join(names())}.")
+  cls = _REGISTRY[name]
+  fields = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(cfg) - fields)
+  if unknown:
+    hint = difflib.get_close_matches(unknown[0], fields, n=1)
+    hint = f" (did you mean {hint[0]!r}?)" if hint else ""
+    raise ConfigError(f"task.{unknown[0]} is not a field of task {name!r}{hint}; "
+                      f"allowed: {', '.join(sorted(fields))}.")
+  try:
+    return cls(**cfg)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"task {name!r}: {e}") from None
+
+
+def _import_all() -> None:
+  # Imported lazily so that `register` is defined before the task modules use it.
+  import importlib
+  import pkgutil
+  import looped_jax.tasks as pkg
+  for mod in pkgutil.iter_modules(pkg.__path__):
+    if not mod.name.endswith("_test") and mod.name not in ("base",):
+      importlib.import_module(f"looped_jax.tasks.{mod.name}")
+
+
+__all__ = ["Batch", "Metrics", "RegressionTask", "Task", "TokenTask", "get", "names", "register"]
