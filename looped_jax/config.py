@@ -1,0 +1,185 @@
+"""The config schema: every key a run may set, its default, and its validation.
+
+Experiment files in `configs/` start from `base_config()` and change values; they never
+add keys. `validate` rejects unknown keys and bad values with one sentence (ConfigError)
+before anything touches the workdir.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+import ml_collections
+
+from looped_jax.errors import ConfigError, check, check_choice
+
+BLOCKS = ("gpt2", "attn_only")
+ATTENTIONS = ("softmax", "linear")
+INJECTIONS = ("none", "add", "concat")
+INIT_STATES = ("input", "zeros")
+POSITIONS = ("learned", "none")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+DTYPES = ("float32", "bfloat16")
+LOSS_ON = ("last", "window")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "warmup_constant", "warmup_cosine")
+MODES = ("train", "eval")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """All keys with their defaults. Comments say what each one means."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # parameter init
+  c.data_seed = 1  # training batches: batch(step) = task.sample(fold_in(key(data_seed), step))
+  c.eval_seed = 2  # fixed eval batches; must differ from data_seed (PAPERS.md §10.5)
+
+  c.task = ml_collections.ConfigDict({"name": "markov"})  # + the task dataclass's own fields
+
+  m = c.model = ml_collections.ConfigDict()
+  m.block = "gpt2"  # gpt2: pre-LN attention + GELU MLP; attn_only: Gong et al.'s toy layer
+  m.attention = "softmax"  # linear = identity instead of softmax (Gong's theory)
+  m.causal = True
+  m.d_model = 64
+  m.num_heads = 4
+  m.mlp_ratio = 4
+  m.use_bias = True
+  m.pre_norm = True  # attn_only: LayerNorm before attention (gpt2 always pre-norms)
+  m.dropout = 0.0
+  m.num_layers = 1  # k: distinct layers, applied in order inside one loop
+  m.num_loops = 1  # L: how often the k-layer stack is applied (a call argument too)
+  m.injection = "none"  # none | add: f(h + e) (Yang) | concat: f(W[h; e]) (recall)
+  m.init_state = "input"  # h_0 = e (input) or 0 (zeros; Yang with injection)
+  m.position = "learned"
+  m.position_in_loop = False  # Yang: add the position embedding inside every loop
+  m.norm_in_loop = False  # Yang: apply ln_f at the end of every loop
+  m.final_norm = True  # LayerNorm before the head (skipped when norm_in_loop already did it)
+  m.max_len = 0  # 0: the task's sequence length
+  m.remat = "none"  # rematerialisation policy of one loop body
+  m.dtype = "float32"  # compute dtype; parameters stay float32
+
+  t = c.train = ml_collections.ConfigDict()
+  t.num_steps = 1000
+  t.batch_size = 64  # global batch, split over the mesh's data axis
+  t.grad_loops = 0  # truncated backprop: only the last T loops get gradients (0 = all)
+  t.loss_on = "last"  # last: loss of the final loop; window: mean over the last grad_loops loops
+  t.loop_curriculum = ml_collections.ConfigDict({"start": 0, "increment": 0, "every": 0})
+  t.optimizer = "adam"
+  t.learning_rate = 1e-3
+  t.weight_decay = 0.0
+  t.b1 = 0.9
+  t.b2 = 0.999
+  t.schedule = "constant"
+  t.warmup_steps = 0
+  t.grad_clip = 0.0  # global-norm clipping; 0 = off
+  t.log_every = 50
+  t.checkpoint_every = 500
+  t.keep_checkpoints = 2
+
+  e = c.eval = ml_collections.ConfigDict()
+  e.every = 500
+  e.batch_size = 256
+  e.num_batches = 4
+  e.loops = ()  # extra loop counts to evaluate besides model.num_loops
+
+  c.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices on the data axis
+
+  # Several runs side by side: name -> nested overrides ({"model": {"num_loops": 3}}); each
+  # trains into workdir/name and the comparison plot is drawn over all of them.
+  c.variants = ml_collections.ConfigDict()
+  return c
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+  """ConfigDict / dict -> {"a.b.c": value}."""
+  out = {}
+  for key, value in dict(cfg).items():
+    path = f"{prefix}{key}"
+    if isinstance(value, (ml_collections.ConfigDict, dict)) and key not in ("task", "variants"):
+      out |= flatten(value, path + ".")
+    else:
+      out[path] = value
+  return out
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first unknown key or bad value."""
+  known = flatten(base_config())
+  for key in flatten(config):
+    if key not in known:
+      hint = difflib.get_close_matches(key, known, n=1)
+      hint = f" (did you mean {hint[0]!r}?)" if hint else ""
+      raise ConfigError(f"config key {key!r} is unknown{hint}; see looped_jax/config.py for the keys.")
+  m, t = config.model, config.train
+  check_choice("model.block", m.block, BLOCKS)
+  check_choice("model.attention", m.attention, ATTENTIONS)
+  check_choice("model.injection", m.injection, INJECTIONS)
+  check_choice("model.init_state", m.init_state, INIT_STATES)
+  check_choice("model.position", m.position, POSITIONS)
+  check_choice("model.remat", m.remat, REMAT_POLICIES)
+  check_choice("model.dtype", m.dtype, DTYPES)
+  check_choice("train.loss_on", t.loss_on, LOSS_ON)
+  check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+  check_choice("train.schedule", t.schedule, SCHEDULES)
+  for key in ("d_model", "num_heads", "num_layers", "num_loops", "mlp_ratio"):
+    check(int(m[key]) > 0, f"model.{key}={m[key]} must be a positive integer.")
+  check(m.d_model % m.num_heads == 0,
+        f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
+  check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1).")
+  check(m.injection != "none" or m.init_state == "input",
+        "model.init_state='zeros' needs an input injection (model.injection='add' or 'concat').")
+  check(t.num_steps >= 0, f"train.num_steps={t.num_steps} must be >= 0.")
+  check(t.batch_size > 0, f"train.batch_size={t.batch_size} must be positive.")
+  check(0 <= t.grad_loops, f"train.grad_loops={t.grad_loops} must be >= 0 (0 = all loops).")
+  check(t.loss_on != "window" or t.grad_loops > 0,
+        "train.loss_on='window' needs train.grad_loops > 0 (the window length T).")
+  for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
+    check(t[key] > 0, f"train.{key}={t[key]} must be positive.")
+  check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be positive.")
+  lc = t.loop_curriculum
+  check(lc.every >= 0 and lc.increment >= 0 and lc.start >= 0,
+        "train.loop_curriculum start/increment/every must be >= 0.")
+  check(config.eval.every > 0 and config.eval.num_batches > 0 and config.eval.batch_size > 0,
+        "eval.every, eval.num_batches and eval.batch_size must be positive.")
+  for loops in config.eval.loops:
+    check(int(loops) > 0, f"eval.loops contains {loops}; every loop count must be positive.")
+  check(config.eval_seed != config.data_seed,
+        f"eval_seed={config.eval_seed} must differ from data_seed (eval data must be held out).")
+  check(config.mesh.data == -1 or config.mesh.data > 0,
+        f"mesh.data={config.mesh.data} must be -1 (all devices) or a positive device count.")
+  for name, overrides in dict(config.variants).items():
+    check(isinstance(overrides, (dict, ml_collections.ConfigDict)),
+          f"variants.{name} must be a nested dict of config overrides.")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Any) -> ml_collections.ConfigDict:
+  """A copy of `config` with the nested `overrides` ({"model": {"num_loops": 3}}) merged in.
+
+  Keys outside `task` must exist already (ConfigError otherwise); `validate` checks values.
+  """
+  merged = config.to_dict()
+
+  def merge(node: dict, update: Any, path: str) -> None:
+    for key, value in dict(update).items():
+      here = f"{path}{key}"
+      free = here.startswith("task")
+      if key not in node and not free:
+        raise ConfigError(f"override {here!r} names an unknown config key.")
+      if isinstance(value, (dict, ml_collections.ConfigDict)) and isinstance(node.get(key), dict):
+        merge(node[key], value, here + ".")
+      else:
+        node[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+  merge(merged, overrides, "")
+  return ml_collections.ConfigDict(merged)
+
+
+def without_variants(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.variants = ml_collections.ConfigDict()
+  return config
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)

@@ -1,0 +1,41 @@
+"""Command line: `python -m looped_jax.main --config=configs/NAME.py[:ARG] --workdir=DIR`.
+
+Flags and dispatch only. Errors a person must fix print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from looped_jax.errors import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py[:ARG]).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "What to do with the config.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another config's run.")
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  from looped_jax.train import experiment, trainer  # after flag parsing: keeps --help fast
+
+  if _CONFIG.value is None or not _WORKDIR.value:
+    _fail("both --config=configs/NAME.py and --workdir=DIR are required.")
+  try:
+    experiment.run(_CONFIG.value, _WORKDIR.value, _MODE.value, overwrite=_OVERWRITE.value)
+  except (ConfigError, trainer.TrainingDiverged) as e:
+    _fail(str(e))
+
+
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,109 @@
+"""Transformer blocks: causal multi-head attention (softmax or linear), GELU MLP, and the two
+block types of the model family.
+
+Shapes: B batch, n positions, D width, H heads, Dh = D / H.
+
+Dropout takes an explicit key (None = off) so that the modules hold no RNG state and the
+functional core stays a pure function of (params, inputs, key).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+INIT_STD = 0.02  # GPT-2 / Yang et al.
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  if key is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def linear(d_in: int, d_out: int, *, std: float, use_bias: bool, rngs: nnx.Rngs,
+           dtype=None) -> nnx.Linear:
+  """Linear layer with GPT-2 init; float32 parameters, `dtype` compute."""
+  return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs, dtype=dtype,
+                    kernel_init=nnx.initializers.normal(std), bias_init=nnx.initializers.zeros)
+
+
+def layer_norm(d: int, rngs: nnx.Rngs, dtype=None) -> nnx.LayerNorm:
+  return nnx.LayerNorm(d, rngs=rngs, dtype=dtype)
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention with a fused QKV projection.
+
+  softmax: softmax(mask(QK^T / sqrt(Dh))) V.  linear: mask(QK^T / sqrt(Dh)) V, the identity
+  instead of softmax as in Gong et al.'s theory (PAPERS.md §1.1).
+  """
+
+  def __init__(self, d_model: int, num_heads: int, *, kind: str, causal: bool, use_bias: bool,
+               out_std: float, rngs: nnx.Rngs, dtype=None):
+    self.num_heads = num_heads
+    self.kind = kind
+    self.causal = causal
+    self.qkv = linear(d_model, 3 * d_model, std=INIT_STD, use_bias=use_bias, rngs=rngs, dtype=dtype)
+    self.out = linear(d_model, d_model, std=out_std, use_bias=use_bias, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:  # [B, n, D] -> [B, n, D]
+    b, n, d = x.shape
+    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, n, H, Dh]
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(x.dtype)
+    mask = jnp.tril(jnp.ones((n, n), bool)) if self.causal else jnp.ones((n, n), bool)
+    if self.kind == "softmax":
+      scores = jnp.where(mask, scores.astype(jnp.float32), -1e30)
+      weights = jax.nn.softmax(scores, axis=-1).astype(x.dtype)
+    else:
+      weights = jnp.where(mask, scores, 0.0)
+    y = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, d)
+    return self.out(y)
+
+
+class MLP(nnx.Module):
+  def __init__(self, d_model: int, ratio: int, *, use_bias: bool, out_std: float, rngs: nnx.Rngs,
+               dtype=None):
+    self.up = linear(d_model, ratio * d_model, std=INIT_STD, use_bias=use_bias, rngs=rngs, dtype=dtype)
+    self.down = linear(ratio * d_model, d_model, std=out_std, use_bias=use_bias, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.down(jax.nn.gelu(self.up(x), approximate=True))
+
+
+class GPT2Block(nnx.Module):
+  """Pre-LN block: x + Attn(LN(x)), then x + MLP(LN(x)) (Yang et al.'s backbone layer)."""
+
+  def __init__(self, cfg, *, out_std: float, rngs: nnx.Rngs):
+    d, dt = cfg.d_model, cfg.compute_dtype
+    self.dropout_rate = cfg.dropout
+    self.ln1 = layer_norm(d, rngs, dt)
+    self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
+                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt)
+    self.ln2 = layer_norm(d, rngs, dt)
+    self.mlp = MLP(d, cfg.mlp_ratio, use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt)
+
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    k1, k2 = jax.random.split(key) if key is not None else (None, None)
+    x = x + dropout(self.attn(self.ln1(x)), self.dropout_rate, k1)
+    return x + dropout(self.mlp(self.ln2(x)), self.dropout_rate, k2)
+
+
+class AttnOnlyBlock(nnx.Module):
+  """Gong et al.'s layer: x + Attn(x), optionally pre-normed; no MLP (PAPERS.md §1.1)."""
+
+  def __init__(self, cfg, *, out_std: float, rngs: nnx.Rngs):
+    self.dropout_rate = cfg.dropout
+    self.ln = layer_norm(cfg.d_model, rngs, cfg.compute_dtype) if cfg.pre_norm else None
+    self.attn = Attention(cfg.d_model, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
+                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=cfg.compute_dtype)
+
+  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    y = self.ln(x) if self.ln is not None else x
+    return x + dropout(self.attn(y), self.dropout_rate, key)
+
+
+BLOCKS = {"gpt2": GPT2Block, "attn_only": AttnOnlyBlock}

@@ -1,0 +1,205 @@
+"""The looped transformer family: k distinct layers applied L times (k⊗L).
+
+  e   = embed(inputs) (+ positions)                 [B, n, D]
+  h_0 = e  or  0                                    (init_state)
+  h_t = loop(h_{t-1}, e) for t = 1..L, where loop = inject -> (+ positions) -> layer_1..k
+                                                     -> (ln_f)
+  out = head(final_norm(h_L))                       [B, n, output_dim]
+
+Single-Attn is k=1, L=1; Looped-Attn k=1, L>1; a standard N-layer transformer k=N, L=1.
+L is a call argument, so one parameter tree runs at any loop count. Loops run under
+`jax.lax.scan` (the compiled size does not grow with L) and the k layers under an inner
+scan over their stacked parameters. The first L - T loops can run under stop_gradient
+(truncated backprop, Yang et al.), and the last T loops can each emit a read-out.
+
+New injection modes, state norms or timestep conditioning belong in `_inject` / `loop`,
+not in a copy of this class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from looped_jax.models import layers
+
+REMAT_POLICIES = {
+    "full": None,  # save nothing inside a loop body: recompute it in the backward pass
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """Static description of one model: the `model` config section plus the task's shapes."""
+
+  input_kind: str  # "tokens" | "vectors"
+  vocab_size: int  # token ids, or the input vector width
+  output_dim: int
+  max_len: int
+  block: str = "gpt2"
+  attention: str = "softmax"
+  causal: bool = True
+  d_model: int = 64
+  num_heads: int = 4
+  mlp_ratio: int = 4
+  use_bias: bool = True
+  pre_norm: bool = True
+  dropout: float = 0.0
+  num_layers: int = 1
+  num_loops: int = 1
+  injection: str = "none"
+  init_state: str = "input"
+  position: str = "learned"
+  position_in_loop: bool = False
+  norm_in_loop: bool = False
+  final_norm: bool = True
+  remat: str = "none"
+  dtype: str = "float32"
+
+  @property
+  def compute_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  @classmethod
+  def from_config(cls, model_config: Any, task) -> "ModelSpec":
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in dict(model_config).items() if k in fields and k != "max_len"}
+    max_len = model_config.get("max_len", 0) or task.seq_len
+    return cls(input_kind=task.input_kind, vocab_size=task.vocab_size,
+               output_dim=task.output_dim, max_len=max_len, **kwargs)
+
+
+class LoopedTransformer(nnx.Module):
+  """See the module docstring. Parameters are float32; `spec.dtype` is the compute dtype."""
+
+  def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
+    self.spec = spec
+    d, dt = spec.d_model, spec.compute_dtype
+    init = nnx.initializers.normal(layers.INIT_STD)
+    if spec.input_kind == "tokens":
+      self.embedding = nnx.Embed(spec.vocab_size, d, embedding_init=init, dtype=dt, rngs=rngs)
+    else:
+      self.embedding = layers.linear(spec.vocab_size, d, std=layers.INIT_STD, use_bias=True,
+                                     rngs=rngs, dtype=dt)
+    self.positions = (nnx.Param(init(rngs.params(), (spec.max_len, d)))
+                      if spec.position == "learned" else None)
+    self.adapter = (layers.linear(2 * d, d, std=layers.INIT_STD, use_bias=spec.use_bias,
+                                  rngs=rngs, dtype=dt)
+                    if spec.injection == "concat" else None)
+    # GPT-2 scales residual projections by 1/sqrt(2 * depth); depth = the distinct layers k.
+    out_std = layers.INIT_STD / (2 * spec.num_layers) ** 0.5
+    block_cls = layers.BLOCKS[spec.block]
+
+    @nnx.split_rngs(splits=spec.num_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make_stack(rngs):
+      return block_cls(spec, out_std=out_std, rngs=rngs)
+
+    self.layers = make_stack(rngs)  # every parameter has a leading axis of size k
+    self.ln_f = (layers.layer_norm(d, rngs, dt) if spec.final_norm or spec.norm_in_loop
+                 else None)
+    self.head = layers.linear(d, spec.output_dim, std=layers.INIT_STD, use_bias=True,
+                              rngs=rngs, dtype=dt)
+
+  # -- the pieces, usable one by one (fixed-point analysis calls `loop` directly) --
+
+  def embed(self, inputs: jax.Array) -> jax.Array:
+    """[B, n] ids or [B, n, d_in] vectors -> e [B, n, D]."""
+    e = self.embedding(inputs)
+    if self.positions is not None and not self.spec.position_in_loop:
+      e = e + self.positions[: e.shape[1]].astype(e.dtype)
+    return e.astype(self.spec.compute_dtype)
+
+  def initial_state(self, e: jax.Array) -> jax.Array:
+    return e if self.spec.init_state == "input" else jnp.zeros_like(e)
+
+  def _inject(self, h: jax.Array, e: jax.Array) -> jax.Array:
+    mode = self.spec.injection
+    if mode == "add":
+      return h + e
+    if mode == "concat":
+      return self.adapter(jnp.concatenate([h, e], axis=-1))
+    return h
+
+  def loop(self, h: jax.Array, e: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """One application of the k-layer stack: h_t = loop(h_{t-1}, e). [B, n, D] each."""
+    h = self._inject(h, e)
+    if self.positions is not None and self.spec.position_in_loop:
+      h = h + self.positions[: h.shape[1]].astype(h.dtype)
+    layer_def, layer_params = nnx.split(self.layers)
+    keys = (jax.random.split(key, self.spec.num_layers) if key is not None
+            else jnp.zeros((self.spec.num_layers,), jnp.uint32))
+
+    def apply_layer(h, xs):
+      params_i, key_i = xs
+      block = nnx.merge(layer_def, params_i)
+      return block(h, key_i if key is not None else None), None
+
+    h, _ = jax.lax.scan(apply_layer, h, (layer_params, keys))
+    if self.spec.norm_in_loop:
+      h = self.ln_f(h)
+    return h
+
+  def readout(self, h: jax.Array) -> jax.Array:
+    """State [B, n, D] -> outputs [B, n, output_dim] (float32)."""
+    if self.ln_f is not None and not self.spec.norm_in_loop:
+      h = self.ln_f(h)
+    return self.head(h).astype(jnp.float32)
+
+  # -- the whole forward pass --
+
+  def __call__(self, inputs: jax.Array, num_loops: int | None = None, *, grad_loops: int = 0,
+               per_loop: bool = False, dropout_key: jax.Array | None = None) -> jax.Array:
+    """Runs `num_loops` loops (default spec.num_loops).
+
+    grad_loops: T > 0 runs the first L - T loops under stop_gradient (truncated backprop).
+    per_loop: return the read-out of each of the last T loops (all L when T = 0),
+      [T, B, n, output_dim]; otherwise the final read-out [B, n, output_dim].
+    """
+    num_loops = self.spec.num_loops if num_loops is None else num_loops
+    if num_loops < 1:
+      raise ValueError(f"num_loops={num_loops} must be >= 1.")
+    window = num_loops if grad_loops <= 0 else min(grad_loops, num_loops)
+    e = self.embed(inputs)
+    h = self.initial_state(e)
+    loop = self._loop_fn(e, dropout_key)
+    if num_loops > window:
+      h, _ = jax.lax.scan(lambda h, t: (loop(h, t), None), h, jnp.arange(num_loops - window))
+      h = jax.lax.stop_gradient(h)
+
+    def emit(h, t):
+      h = loop(h, t)
+      return h, (self.readout(h) if per_loop else None)
+
+    h, outs = jax.lax.scan(emit, h, jnp.arange(num_loops - window, num_loops))
+    return outs if per_loop else self.readout(h)
+
+  def trajectory(self, inputs: jax.Array, num_loops: int) -> jax.Array:
+    """States after each loop, [L, B, n, D] (no read-out), for analysis."""
+    e = self.embed(inputs)
+    loop = self._loop_fn(e, None)
+
+    def step(h, t):
+      h = loop(h, t)
+      return h, h
+
+    _, states = jax.lax.scan(step, self.initial_state(e), jnp.arange(num_loops))
+    return states
+
+  def _loop_fn(self, e: jax.Array, dropout_key: jax.Array | None):
+    """(h, t) -> h after loop t, with the configured remat policy around it."""
+
+    def body(h, t):
+      key = None if dropout_key is None else jax.random.fold_in(dropout_key, t)
+      return self.loop(h, e, key)
+
+    if self.spec.remat == "none":
+      return body
+    return jax.checkpoint(body, policy=REMAT_POLICIES[self.spec.remat])

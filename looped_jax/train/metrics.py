@@ -1,0 +1,63 @@
+"""Metric writers (JSONL + TensorBoard via tensorboardX) and the console progress line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+from tensorboardX import SummaryWriter
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read_jsonl(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricWriter:
+  """Appends {"step": s, name: value, ...} records; on resume drops records past `resume_step`
+  so that a resumed run's file equals an uninterrupted run's."""
+
+  def __init__(self, workdir: str, resume_step: int = 0):
+    self.path = os.path.join(workdir, METRICS_FILE)
+    kept = [r for r in read_jsonl(self.path) if r["step"] <= resume_step]
+    with open(self.path, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in kept)
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    record = {"step": int(step)} | {k: float(v) for k, v in scalars.items()}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for name, value in scalars.items():
+      self.tb.add_scalar(name, float(value), int(step))
+
+  def close(self) -> None:
+    self.tb.close()
+
+
+class Progress:
+  """Prints `step 120/2000 | loss 1.2345 | 310.2 steps/s | ETA 0:00:06` lines."""
+
+  def __init__(self, total: int, start: int, prefix: str = "", stream=None):
+    self.total, self.prefix = total, prefix
+    self.stream = stream or sys.stdout
+    self._last_step, self._last_time = start, time.perf_counter()
+
+  def update(self, step: int, scalars: dict[str, float]) -> float:
+    """Prints one line; returns the steps/s since the previous call."""
+    now = time.perf_counter()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    eta = (self.total - step) / rate if rate > 0 else math.inf
+    shown = " | ".join(f"{k} {v:.4f}" for k, v in scalars.items())
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    print(f"{self.prefix}step {step}/{self.total} | {shown} | {rate:.1f} steps/s | ETA {eta_text}",
+          file=self.stream, flush=True)
+    return rate
