@@ -12,12 +12,13 @@ Expected: both models reach the same simple-group accuracy; see docs/reproductio
 the numbers of a recorded run.
 """
 
+from looped_jax import tasks
 from looped_jax.config import base_config
 
 
 def get_config():
   c = base_config()
-  c.task = {"name": "markov", "vocab": 16, "length": 32, "variant": "mixture"}
+  c.task = tasks.default_config("markov", vocab=16, length=32, variant="mixture")
   c.model.block = "attn_only"
   c.model.d_model = 32
   c.model.num_heads = 1

@@ -32,10 +32,30 @@ def main(argv):
     _fail(str(e))
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with a one-line message instead of a traceback for a bad override."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - config_flags raises several types
+    from looped_jax import config as config_lib
+
+    overrides = [a.split("=")[0][len("--config."):] for a in argv if a.startswith("--config.")]
+    known = config_lib.flatten(config_lib.base_config())
+    unknown = [o for o in overrides if o not in known and not o.startswith("task.")]
+    detail = " ".join(str(e).encode().decode("unicode_escape").replace("'", "").split())
+    if unknown:
+      what = f"--config.{unknown[0]} names no config key (see looped_jax/config.py)"
+    elif isinstance(e, flags.Error):  # e.g. --mode=bogus: absl names the flag and the choices
+      what = detail
+    else:
+      what = f"an override names no key of the loaded config ({detail})"
+    _fail(f"bad command-line flags: {what}.")
+
+
 def _fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

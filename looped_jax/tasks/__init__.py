@@ -52,14 +52,32 @@ def get(task_config: Any) -> Task:
     raise ConfigError(f"task {name!r}: {e}") from None
 
 
+def default_config(name: str, **overrides) -> dict[str, Any]:
+  """{"name": name, every field of the task: its default} with `overrides` applied, so that
+  configs list all of a task's fields and each can be set with --config.task.FIELD."""
+  _import_all()
+  if name not in _REGISTRY:
+    raise ConfigError(f"task.name={name!r} is not a known task; choose one of {', '.join(names())}.")
+  out = {"name": name}
+  for f in dataclasses.fields(_REGISTRY[name]):
+    out[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+  unknown = sorted(set(overrides) - set(out))
+  if unknown:
+    raise ConfigError(f"task.{unknown[0]} is not a field of task {name!r}; "
+                      f"allowed: {', '.join(sorted(set(out) - {'name'}))}.")
+  return out | overrides
+
+
 def _import_all() -> None:
   # Imported lazily so that `register` is defined before the task modules use it.
   import importlib
   import pkgutil
   import looped_jax.tasks as pkg
   for mod in pkgutil.iter_modules(pkg.__path__):
-    if not mod.name.endswith("_test") and mod.name not in ("base",):
+    # Task modules only: not tests, not subpackages (tfds/ imports tensorflow_datasets).
+    if not mod.ispkg and not mod.name.endswith("_test") and mod.name != "base":
       importlib.import_module(f"looped_jax.tasks.{mod.name}")
 
 
-__all__ = ["Batch", "Metrics", "RegressionTask", "Task", "TokenTask", "get", "names", "register"]
+__all__ = ["Batch", "Metrics", "RegressionTask", "Task", "TokenTask", "default_config", "get",
+           "names", "register"]

@@ -45,7 +45,7 @@ def make_train_step(graphdef, task: Task, optimizer: optax.GradientTransformatio
         grad_loops=grad_loops, loss_on=loss_on, dropout_key=key)
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
   return train_step

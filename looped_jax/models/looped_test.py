@@ -1,0 +1,174 @@
+"""The loop is what it claims to be: checked against explicit Python loops over the blocks."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from looped_jax import models
+from looped_jax.config import base_config
+from looped_jax.models import layers
+
+
+@dataclasses.dataclass
+class FakeTask:
+  input_kind: str = "tokens"
+  vocab_size: int = 11
+  output_dim: int = 7
+  seq_len: int = 9
+
+
+def build(task=FakeTask(), **model):
+  cfg = base_config().model
+  cfg.d_model, cfg.num_heads = 16, 2
+  cfg.update(model)
+  return models.build(cfg, task, seed=3)
+
+
+def tokens(batch=3, n=9, vocab=11):
+  return jax.random.randint(jax.random.key(0), (batch, n), 0, vocab)
+
+
+def layer(graphdef, params, i):
+  """Block i of the stack as a standalone module (its slice of the stacked parameters)."""
+  model = models.merge(graphdef, params)
+  layer_def, layer_params = nnx.split(model.layers)
+  return nnx.merge(layer_def, jax.tree.map(lambda x: x[i], layer_params))
+
+
+def reference(graphdef, params, x, num_loops):
+  """The forward pass written out with Python loops over loops and layers."""
+  model = models.merge(graphdef, params)
+  spec = model.spec
+  e = model.embed(x)
+  h = e if spec.init_state == "input" else jnp.zeros_like(e)
+  for _ in range(num_loops):
+    if spec.injection == "add":
+      h = h + e
+    elif spec.injection == "concat":
+      h = model.adapter(jnp.concatenate([h, e], -1))
+    if spec.position_in_loop:
+      h = h + model.positions[: h.shape[1]]
+    for i in range(spec.num_layers):
+      h = layer(graphdef, params, i)(h)
+    if spec.norm_in_loop:
+      h = model.ln_f(h)
+  return model.readout(h)
+
+
+@pytest.mark.parametrize("options", [
+    dict(block="gpt2"),
+    dict(block="attn_only", attention="linear", pre_norm=False),
+    dict(block="gpt2", injection="add", init_state="zeros", position_in_loop=True,
+         norm_in_loop=True),
+    dict(block="gpt2", injection="concat", remat="full"),
+])
+def test_scan_over_loops_equals_python_loop(options):
+  graphdef, params = build(**options)
+  x = tokens()
+  for loops in (1, 4):
+    got = jax.jit(lambda p: models.apply(graphdef, p, x, loops))(params)
+    np.testing.assert_allclose(got, reference(graphdef, params, x, loops), rtol=1e-5, atol=1e-5)
+
+
+def test_k_layers_once_equals_standard_stack():
+  graphdef, params = build(num_layers=3, num_loops=1)
+  model = models.merge(graphdef, params)
+  x = tokens()
+  h = model.embed(x)
+  for i in range(3):  # a standard 3-layer transformer, layer by layer
+    h = layer(graphdef, params, i)(h)
+  np.testing.assert_allclose(models.apply(graphdef, params, x, 1), model.readout(h),
+                             rtol=1e-5, atol=1e-5)
+  # The three layers really are distinct.
+  assert not np.allclose(params["layers"]["attn"]["qkv"]["kernel"][0],
+                         params["layers"]["attn"]["qkv"]["kernel"][1])
+
+
+def test_single_and_looped_share_one_parameter_tree():
+  g1, single = build(block="attn_only", num_loops=1)
+  g3, looped = build(block="attn_only", num_loops=3)
+  assert jax.tree.structure(single) == jax.tree.structure(looped)
+  jax.tree.map(np.testing.assert_array_equal, single, looped)
+  x = tokens()
+  # The same parameters run at L=1 and L=3, and looping changes the function.
+  out1 = models.apply(g3, single, x, 1)
+  out3 = models.apply(g3, single, x, 3)
+  np.testing.assert_allclose(out1, models.apply(g1, single, x), rtol=1e-6)
+  np.testing.assert_allclose(out3, models.apply(g3, looped, x), rtol=1e-6)
+  assert not np.allclose(out1, out3)
+
+
+def test_per_loop_readouts_and_truncated_window():
+  graphdef, params = build(injection="add", init_state="zeros")
+  x = tokens()
+  outs = models.apply(graphdef, params, x, 5, grad_loops=3, per_loop=True)
+  assert outs.shape == (3, 3, 9, 7)
+  for j, loops in enumerate((3, 4, 5)):
+    np.testing.assert_allclose(outs[j], models.apply(graphdef, params, x, loops), rtol=1e-5,
+                               atol=1e-6)
+
+  def loss(p, grad_loops):
+    return jnp.sum(models.apply(graphdef, p, x, 5, grad_loops=grad_loops) ** 2)
+
+  def truncated_by_hand(p):
+    model = models.merge(graphdef, p)
+    e = model.embed(x)
+    h = jnp.zeros_like(e)
+    for _ in range(2):
+      h = model.loop(h, e)
+    h = jax.lax.stop_gradient(h)
+    for _ in range(3):
+      h = model.loop(h, e)
+    return jnp.sum(model.readout(h) ** 2)
+
+  got, want = jax.grad(loss)(params, 3), jax.grad(truncated_by_hand)(params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), got, want)
+  full = jax.grad(loss)(params, 0)
+  assert not np.allclose(full["layers"]["attn"]["qkv"]["kernel"],
+                         got["layers"]["attn"]["qkv"]["kernel"])
+
+
+@pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])
+def test_remat_policies_keep_values_and_gradients(policy):
+  g0, params = build(num_loops=3)
+  g1, _ = build(num_loops=3, remat=policy)
+  x = tokens()
+  grad = lambda g: jax.grad(lambda p: jnp.sum(models.apply(g, p, x) ** 2))(params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               grad(g0), grad(g1))
+
+
+def test_vector_inputs_and_trajectory():
+  task = FakeTask(input_kind="vectors", vocab_size=5, output_dim=1, seq_len=8)
+  graphdef, params = build(task, injection="add", init_state="zeros", norm_in_loop=True)
+  x = jax.random.normal(jax.random.key(1), (2, 8, 5))
+  model = models.merge(graphdef, params)
+  states = model.trajectory(x, 4)
+  assert states.shape == (4, 2, 8, 16)
+  np.testing.assert_allclose(model.readout(states[-1]), models.apply(graphdef, params, x, 4),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_causal_attention_ignores_the_future():
+  graphdef, params = build(num_loops=3)
+  x = tokens()
+  y = x.at[:, 5:].set((x[:, 5:] + 1) % 11)
+  a, b = models.apply(graphdef, params, x), models.apply(graphdef, params, y)
+  np.testing.assert_allclose(a[:, :5], b[:, :5], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_dropout_is_keyed_and_off_without_a_key():
+  graphdef, params = build(dropout=0.5, num_loops=2)
+  x = tokens()
+  plain = models.apply(graphdef, params, x)
+  np.testing.assert_array_equal(plain, models.apply(graphdef, params, x))
+  k = jax.random.key(4)
+  dropped = models.apply(graphdef, params, x, dropout_key=k)
+  np.testing.assert_array_equal(dropped, models.apply(graphdef, params, x, dropout_key=k))
+  assert not np.allclose(plain, dropped)
+  assert layers.dropout(jnp.ones(4), 0.5, None).sum() == 4

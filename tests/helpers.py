@@ -1,0 +1,34 @@
+"""Shared helpers of the end-to-end tests."""
+
+import os
+import subprocess
+import sys
+
+import ml_collections
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "tests", "tiny_config.py")
+
+
+def cli(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+  """Runs `python -m looped_jax.main ARGS` with the test environment (8 CPU devices)."""
+  return subprocess.run([sys.executable, "-m", "looped_jax.main", *args], cwd=REPO, text=True,
+                        capture_output=True, timeout=timeout, env=dict(os.environ), **popen)
+
+
+def tiny_config(**sections) -> ml_collections.ConfigDict:
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("tiny_config", TINY)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for section, values in sections.items():
+    config[section].update(values)
+  return config
+
+
+def metric_records(workdir: str) -> list[dict]:
+  """metrics.jsonl without wall-clock fields."""
+  from looped_jax.train.metrics import read_jsonl
+  return [{k: v for k, v in r.items() if not k.startswith("perf/")}
+          for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]

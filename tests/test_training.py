@@ -1,0 +1,80 @@
+"""Trainer guarantees: device-count invariance, exact resume after SIGKILL, the NaN guard."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import REPO, TINY, metric_records, tiny_config
+from looped_jax import tasks
+from looped_jax.tasks.markov import MarkovLanguage
+from looped_jax.train import checkpoint, trainer
+
+
+def test_eight_devices_match_one(tmp_path):
+  losses = {}
+  for devices in (1, 8):
+    config = tiny_config(train={"num_steps": 20, "log_every": 1, "checkpoint_every": 20},
+                         mesh={"data": devices})
+    trainer.train(config, str(tmp_path / str(devices)), quiet=True)
+    losses[devices] = [r["loss"] for r in metric_records(str(tmp_path / str(devices))) if "loss" in r]
+  assert len(losses[1]) == 20
+  np.testing.assert_allclose(losses[8], losses[1], rtol=1e-4)
+
+
+def test_sigkill_then_rerun_resumes_exactly(tmp_path):
+  args = [f"--config={TINY}", "--config.train.num_steps=3000", "--config.train.checkpoint_every=100",
+          "--config.eval.every=500"]
+  full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+  run = lambda workdir: [sys.executable, "-m", "looped_jax.main", *args, f"--workdir={workdir}"]
+  proc = subprocess.Popen(run(killed), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  ckpts = os.path.join(killed, "checkpoints")
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    done = [int(d) for d in os.listdir(ckpts) if d.isdigit()] if os.path.isdir(ckpts) else []
+    if done and max(done) >= 300:
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the run ended before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  interrupted = metric_records(killed)
+  assert interrupted[-1]["step"] < 3000
+  resumed = subprocess.run(run(killed), cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr
+  assert "resumed from the checkpoint at step" in resumed.stdout
+  uninterrupted = subprocess.run(run(full), cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert uninterrupted.returncode == 0, uninterrupted.stderr
+  assert metric_records(killed) == metric_records(full)
+
+
+@tasks.register("markov_nan_after_25")
+@dataclasses.dataclass(frozen=True, eq=False)
+class NanAfter25(MarkovLanguage):
+  """A Markov task whose batches are poisoned from step 25 on (to trip the guard)."""
+
+  def sample(self, key, batch_size, step=0):
+    batch = super().sample(key, batch_size, step)
+    poison = jnp.where(jnp.asarray(step) >= 25, jnp.nan, 1.0)
+    return batch | {"weights": batch["weights"] * poison}
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = tiny_config(train={"num_steps": 60, "log_every": 10, "checkpoint_every": 10})
+  config.task.name = "markov_nan_after_25"
+  with pytest.raises(trainer.TrainingDiverged, match="non-finite"):
+    trainer.train(config, str(tmp_path), quiet=True)
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
+  assert ckpt.latest_step() == 20
+  exp = trainer.Experiment.build(config)
+  state, meta = ckpt.restore(20, exp.initial_state())
+  ckpt.close()
+  assert meta["step"] == 20
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
