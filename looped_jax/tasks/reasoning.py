@@ -353,7 +353,8 @@ class PHop(TokenTask):
     v = jnp.pad(v, ((0, 0), (1, 1)))
 
     # Uniform composition of the slack into p + 1 parts (stars and bars): p distinct bar
-    # slots among slack + p, taken as the first p of a random permutation.
+    # slots among slack + p, taken as the first p of a random permutation (argsort of
+    # 30-bit keys; a tie, probability < (slack + p)^2 / 2^31, falls back to slot order).
     bars = jnp.sort(jnp.argsort(sort_keys, axis=1)[:, :p], axis=1)
     edges = jnp.concatenate([jnp.full((b, 1), -1), bars, jnp.full((b, 1), slack + p)], 1)
     extra = jnp.diff(edges, axis=1) - 1  # [B, p + 1], sums to slack
@@ -366,7 +367,10 @@ class PHop(TokenTask):
     t = jnp.arange(n)[None, :]
     # Segment of position t: k with i_k <= t < i_{k-1}; k = p + 1 for the prefix.
     seg = p + 1 - jnp.sum(hops[:, 1:, None] <= t[:, None, :], axis=1)  # [B, n]
-    take = lambda arr, idx: jnp.take_along_axis(arr, idx, axis=1)
+
+    def take(arr, idx):
+      return jnp.take_along_axis(arr, idx, axis=1)
+
     v_k, v_next, v_prev = take(v, seg), take(v, seg + 1), take(v, seg - 1)
     in_prefix = seg == p + 1
     is_first = (t == take(bounds, seg)) & ~in_prefix

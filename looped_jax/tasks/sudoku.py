@@ -169,8 +169,10 @@ class Sudoku(TokenTask):
   """Solve a 9x9 sudoku with a unique solution, all cells at once.
 
   A deterministic pool of `pool_size` puzzles with exactly `givens` clues is generated at
-  construction from `seed` (numpy; a few ms per puzzle at 30+ givens, more below); the key
-  picks pool indices uniformly with replacement.
+  construction from `seed` (pure python on one core: ~20 ms per puzzle at 30 givens,
+  ~0.15 s at 24, seconds at 22; equal tasks in one process share the pool). The key picks
+  pool indices uniformly with replacement. For large training sets use the
+  `looped_sudoku` TFDS dataset (looped_jax.tasks.tfds).
 
   inputs  int32 [B, 81]  row-major cells, 0 = blank, 1-9 = given digit (vocab 10)
   targets int32 [B, 81]  solution digit - 1, classes 0..8 (output_dim 9)

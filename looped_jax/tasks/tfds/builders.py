@@ -145,14 +145,14 @@ def held_out_split(task: tasks.Task) -> tuple[str, str]:
   Raises ConfigError when no default config matches the task's fields and size.
   """
   fields = dataclasses.asdict(task)
+  defaults = {f.name: f.default for f in dataclasses.fields(task)}
   for cfg in REASONING_CONFIGS:
     if cfg.task != task.name:
       continue
     size = fields[cfg.size_field]
-    rest = {k: v for k, v in fields.items() if k != cfg.size_field}
-    defaults = dataclasses.asdict(type(task)(**{cfg.size_field: size}))
-    want = {k: v for k, v in defaults.items() if k != cfg.size_field} | dict(cfg.fixed)
-    if rest == want and size in cfg.sizes:
+    want = defaults | dict(cfg.fixed)
+    same = all(fields[k] == want[k] for k in fields if k != cfg.size_field)
+    if same and size in cfg.sizes:
       return f"looped_reasoning/{cfg.name}", cfg.split(size)
   raise ConfigError(f"no held-out looped_reasoning split for {task}; build one with "
                     "builders.reasoning_config(...).")

@@ -119,6 +119,8 @@ def test_held_out_split_names_default_configs():
     builders.held_out_split(tasks.get({"name": "prefix_sums", "n_bits": 17}))
   with pytest.raises(ConfigError):  # a non-default fixed field
     builders.held_out_split(tasks.get({"name": "p_hop", "p": 4, "alphabet": 3}))
+  with pytest.raises(ConfigError):  # p = 16 needs a longer sequence than the default
+    builders.held_out_split(tasks.get({"name": "p_hop", "p": 16, "length": 40}))
   for cfg in builders.REASONING_CONFIGS:  # every default split is a valid task
     for size in cfg.sizes:
       assert getattr(cfg.make_task(size), cfg.size_field) == size
