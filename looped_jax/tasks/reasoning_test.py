@@ -99,7 +99,6 @@ def _digit(total, k, width, base, lsb_first):
     reasoning.Addition(digits=3),
     reasoning.Addition(digits=4, base=2, lsb_first=False),
     reasoning.NaryAddition(operands=4, digits=2),
-    reasoning.NaryAddition(operands=3, digits=3, base=3, lsb_first=False),
 ])
 def test_addition_labels(task):
   batch = _batch(task)
