@@ -2,10 +2,9 @@
 
 Stage k trains with loop count `ShiftSchedule.loops[k]` (e.g. 1 then 3). The optimizer
 is one optax transform, `multi_stage(stages)`, whose state holds the inner state of every
-stage, so its tree (structure, shapes, dtypes) is the same in every stage: one jitted
-step per loop count, and a checkpoint written in any stage restores into a freshly
-initialised state. The host moves to the next stage with `switch_stage` when a criterion
-from `shift_criteria` fires.
+stage, so its tree (structure, shapes, dtypes) is the same in every stage and a
+checkpoint written in any stage restores into a freshly initialised state. The host
+moves to the next stage with `switch_stage` when a criterion from `shift_criteria` fires.
 
 Steps. `count` is the global number of updates. Schedules inside the stage transforms
 (`optax.scale_by_schedule`, an `adam(learning_rate=schedule)`, `inject_hyperparams`) read
@@ -15,11 +14,30 @@ from its step 0, i.e. it becomes a function of the step inside the stage).
 
 Memory: the state holds one inner optimizer state per stage (two Adam states for a
 two-stage SHIFT run with Adam).
+
+Use from a trainer (one jitted step per stage, as the loop count is static anyway):
+
+  sched = ShiftSchedule.from_dict(config.shift, total_steps=config.steps)
+  tx = multi_stage([make_optimizer(config) for _ in sched.loops])
+  steps = [jit(partial(train_step, loops=L, shift_stage=k), donate_argnums=(0, 1))
+           for k, L in enumerate(sched.loops)]  # train_step: tx.update(..., shift_stage=k)
+  stage = int(current_stage(opt_state))       # after init or restore
+  crit = restored JSON -> shift_criteria.from_dict, else sched.criteria[stage] (if any)
+  for step in range(start + 1, total + 1):    # step == int(opt_state.count) after the update
+    params, opt_state, m = steps[stage](params, opt_state, batch(step))
+    if stage + 1 < sched.num_stages:
+      crit, fire = crit.update(step, {"train_loss": m["loss"], "grad_norm": m["grad_norm"]})
+      if fire:
+        opt_state = switch_stage(opt_state, stage + 1, moments=sched.moments, lr=sched.lr)
+        stage += 1; crit = sched.criteria[stage] if stage + 1 < sched.num_stages else None
+  checkpoint: (params, opt_state) with orbax; crit.to_dict() as JSON beside it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -48,8 +66,21 @@ def multi_stage(
 ) -> optax.GradientTransformationExtraArgs:
   """One transform that applies `stages[state.stage]` and leaves the others' states alone.
 
-  The active stage is read from the (possibly traced) state with `lax.switch`, so a step
-  jitted once serves every stage. Extra arguments of `update` go to the active stage.
+  `update(updates, state, params, *, shift_stage=None, **extra_args)`:
+    shift_stage=None: the active stage is read from the (possibly traced) state with
+      `lax.switch`, so one jitted step serves every stage. XLA copies the inactive
+      stages' states through the conditional on every step.
+    shift_stage=k (a Python int): the step is compiled for stage k and applies
+      `stages[k]` with no conditional, the inactive states passing through untouched.
+      If `state.stage != k` at run time every update is NaN, so a stale host-side stage
+      cannot go unnoticed.
+  Other extra arguments go to the active stage. Keep `multi_stage` outermost (put
+  clipping etc. inside each stage) so that the optimizer state is the `MultiStageState`.
+
+  Numerics: the active stage computes exactly what `stages[k].update` computes on the
+  same inputs. Fused into one jit with the gradient computation, XLA may fuse across a
+  plain transform but not across `lax.switch`, so such steps can differ from a plain
+  optimizer by rounding (about one ulp).
 
   Args:
     stages: one transform per stage, all initialised from the same params.
@@ -62,21 +93,28 @@ def multi_stage(
   stages = tuple(optax.with_extra_args_support(s) for s in stages)
 
   def init_fn(params):
-    zero = jnp.zeros([], jnp.int32)
-    return MultiStageState(count=zero, stage=zero, stage_start=zero,
+    zero = lambda: jnp.zeros([], jnp.int32)  # one buffer each, so the state can be donated
+    return MultiStageState(count=zero(), stage=zero(), stage_start=zero(),
                            inner=tuple(s.init(params) for s in stages))
 
-  def update_fn(updates, state, params=None, **extra_args):
-    def branch(k):
-      def apply(inner):
-        new_updates, new_k = stages[k].update(updates, inner[k], params, **extra_args)
-        # Cast back so every branch returns the init dtypes (lax.switch needs equal types).
-        new_k = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), new_k, inner[k])
-        return new_updates, inner[:k] + (new_k,) + inner[k + 1:]
-      return apply
+  def apply(k, updates, inner, params, extra_args):
+    """Stage k's update; returns the updates and all inner states with k's replaced."""
+    new_updates, new_k = stages[k].update(updates, inner[k], params, **extra_args)
+    # Keep the init dtypes: lax.switch needs equal branch types, checkpoints a fixed tree.
+    new_k = jax.tree.map(lambda new, old: jnp.asarray(new, old.dtype), new_k, inner[k])
+    return new_updates, inner[:k] + (new_k,) + inner[k + 1:]
 
-    new_updates, inner = jax.lax.switch(
-        state.stage, [branch(k) for k in range(len(stages))], state.inner)
+  def update_fn(updates, state, params=None, *, shift_stage=None, **extra_args):
+    if shift_stage is None:
+      branches = [functools.partial(apply, k, updates, params=params, extra_args=extra_args)
+                  for k in range(len(stages))]
+      new_updates, inner = jax.lax.switch(state.stage, branches, state.inner)
+    else:
+      k = operator.index(shift_stage)
+      if not 0 <= k < len(stages):
+        raise ValueError(f"shift_stage={k} is out of range; there are {len(stages)} stages.")
+      new_updates, inner = apply(k, updates, state.inner, params, extra_args)
+      new_updates = jax.tree.map(lambda u: jnp.where(state.stage == k, u, jnp.nan), new_updates)
     return new_updates, state._replace(count=optax.safe_increment(state.count), inner=inner)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -103,7 +141,9 @@ def switch_stage(state: MultiStageState, new_stage: int | jax.Array, *,
     params). When the stages share one transform and lr="keep", training continues
     exactly as if a single optimizer had run straight through the switch.
   moments="reset": the new stage starts from its own inner state as `init` made it; a
-    stage never runs before it is entered, so this is exactly `stages[new].init(params)`.
+    stage never runs before it is entered, so this is exactly `stages[new].init(params)`
+    (with the initial params, which matters only to wrappers that store params, e.g.
+    lookahead).
   lr="keep": the new stage's schedule counters are set to the global `count`.
   lr="rewarm": they are set to 0, so its schedule restarts from its step 0.
 
@@ -127,6 +167,15 @@ def switch_stage(state: MultiStageState, new_stage: int | jax.Array, *,
     raise ValueError(f"new_stage={new} is out of range; there are {n} stages.")
   if old is not None and new is not None and new <= old:
     raise ValueError(f"switch_stage moves forward only: stage {old} -> {new}.")
+  return _switch(state, new_stage, old=old, new=new, moments=moments, lr=lr)
+
+
+# Jitted so that no two leaves of the result share a buffer (`count` and `stage_start`, or
+# copied moments, would outside jit): donating such a state fails.
+@functools.partial(jax.jit, static_argnames=("old", "new", "moments", "lr"))
+def _switch(state, new_stage, *, old, new, moments, lr):
+  """switch_stage's body; `old` / `new` are the stage indices when known, else None."""
+  n = len(state.inner)
   new_arr = jnp.asarray(new_stage, jnp.int32)
   schedule_step = state.count if lr == "keep" else jnp.zeros_like(state.count)
 
@@ -145,6 +194,7 @@ def switch_stage(state: MultiStageState, new_stage: int | jax.Array, *,
                              inner=tuple(inner))
   if old is not None and new is not None:
     return switched
+  # Traced stages: a switch that does not move forward leaves the state unchanged.
   return optax.tree.where(new_arr > state.stage, switched, state)
 
 

@@ -41,14 +41,15 @@ THREE = shift.multi_stage([adam(0.1), adam(0.05), adam(0.02)])
 
 
 @functools.cache
-def make_step(tx, loss=quadratic):
+def make_step(tx, loss=quadratic, **update_kw):
   """One training step, with the optimizer update jitted on its own (cached per transform).
 
   Compared transforms then see bit-identical gradients: fused into one jit with the
   gradient, XLA may fuse across the plain update but not across lax.switch (1-ulp
   differences that say nothing about the transform).
   """
-  grad, update = jax.jit(jax.grad(loss)), jax.jit(tx.update)
+  grad = jax.jit(jax.grad(loss))
+  update = jax.jit(functools.partial(tx.update, **update_kw))
 
   def step(params, state):
     updates, state = update(grad(params), state, params)
@@ -60,18 +61,20 @@ apply_updates = jax.jit(optax.apply_updates)
 switch_stage = jax.jit(shift.switch_stage, static_argnames=("moments", "lr"))
 
 
-def run(tx, steps, state=None, params=PARAMS, switch_at=(), loss=quadratic, **switch_kw):
+def run(tx, steps, state=None, params=PARAMS, switch_at=(), loss=quadratic, static=False,
+        **switch_kw):
   """Runs `steps` updates; before update t (0-based) switches to the next stage if t in switch_at.
 
+  static=True compiles the update per stage (shift_stage=k), as the trainer does.
   Returns the params after every update and the final (params, state).
   """
-  step = make_step(tx, loss)
   state = tx.init(params) if state is None else state
   trajectory = []
   for t in range(steps):
     if t in switch_at:
       state = switch_stage(state, int(state.stage) + 1, **switch_kw)
-    params, state = step(params, state)
+    kw = {"shift_stage": int(state.stage)} if static else {}
+    params, state = make_step(tx, loss, **kw)(params, state)
     trajectory.append(params)
   return trajectory, params, state
 
@@ -116,11 +119,28 @@ def test_never_switching_equals_plain_stage_zero():
   assert int(state.count) == 8 and int(state.stage) == 0
 
 
-def test_keep_with_a_shared_transform_runs_straight_through():
+@pytest.mark.parametrize("static", [False, True])
+def test_keep_with_a_shared_transform_runs_straight_through(static):
   got, _, _ = run(shift.multi_stage([ADAM_A, ADAM_A]), 10, switch_at=(4,), moments="keep",
-                  lr="keep")
+                  lr="keep", static=static)
   want, _, _ = run(ADAM_A, 10)
   assert_trees_equal(got, want)
+
+
+def test_static_stage_matches_switch_and_poisons_a_stale_stage():
+  grads = jax.grad(quadratic)(PARAMS)
+  _, state = jax.jit(TWO.update)(grads, TWO.init(PARAMS), PARAMS)
+  state = shift.switch_stage(state, 1, moments="reset")
+  dynamic = jax.jit(TWO.update)
+  static = jax.jit(functools.partial(TWO.update, shift_stage=1))
+  assert_trees_equal(static(grads, state, PARAMS), dynamic(grads, state, PARAMS))
+  # The static step has no conditional to copy the inactive states through.
+  assert "case" in dynamic.lower(grads, state, PARAMS).as_text()
+  assert "case" not in static.lower(grads, state, PARAMS).as_text()
+  stale, _ = jax.jit(functools.partial(TWO.update, shift_stage=0))(grads, state, PARAMS)
+  assert all(np.isnan(x).all() for x in jax.tree.leaves(stale))
+  with pytest.raises(ValueError, match="shift_stage=2 is out of range"):
+    TWO.update(grads, state, PARAMS, shift_stage=2)
 
 
 def test_moments_keep_copies_and_reset_reinitialises():
@@ -149,6 +169,9 @@ SCHEDULED_SGD = {
     "scale_by_schedule": shift.multi_stage([optax.sgd(SCHEDULE)] * 2),
     "inject_hyperparams": shift.multi_stage(
         [optax.inject_hyperparams(optax.sgd)(learning_rate=SCHEDULE)] * 2),
+    # A schedule inside an inject_hyperparams inner state.
+    "nested": shift.multi_stage([optax.inject_hyperparams(
+        lambda momentum: optax.sgd(SCHEDULE, momentum=momentum))(momentum=0.0)] * 2),
 }
 
 
@@ -198,6 +221,18 @@ def test_switch_inside_jit_matches_eager(moments, lr):
     shift.switch_stage(stage1, 1)
   with pytest.raises(ValueError, match="out of range"):
     shift.switch_stage(stage1, 3)
+
+
+def test_state_can_be_donated_after_init_and_switch():
+  # Donation fails on a state whose leaves share a buffer (e.g. count and stage_start).
+  update = jax.jit(TWO.update, donate_argnums=1)
+  grads = jax.grad(quadratic)(PARAMS)
+  _, state = update(grads, TWO.init(PARAMS), PARAMS)
+  for moments in shift.MOMENTS:
+    for lr in shift.LR_MODES:
+      switched = shift.switch_stage(state, 1, moments=moments, lr=lr)
+      _, switched = update(grads, switched, PARAMS)
+      assert int(switched.count) == 2 and int(switched.stage) == 1
 
 
 def test_keep_needs_matching_states_and_reset_does_not():
