@@ -49,6 +49,12 @@ class Criterion:
   kind: ClassVar[str] = ""
 
   def update(self, step: int, signals: Mapping[str, Any]) -> tuple[Self, bool]:
+    """Consumes one step's signals; returns the new criterion and whether to switch now.
+
+    Args:
+      step: global updates done so far (1 after the first update).
+      signals: signal name -> scalar (float, numpy or jax scalar) measured at `step`.
+    """
     raise NotImplementedError
 
   def to_dict(self) -> dict[str, Any]:
@@ -166,6 +172,8 @@ class Scp(_Windowed):
   def __post_init__(self):
     super().__post_init__()
     errors.check_choice(f"{self.kind}.signal", self.signal, SCP_SIGNALS)
+    errors.check(isinstance(self.grad_signal, str) and bool(self.grad_signal),
+                 f"{self.kind}.grad_signal={self.grad_signal!r} must be a non-empty signal name.")
     _check_float(f"{self.kind}.delta1", self.delta1)
     if self.delta2 is not None:
       _check_float(f"{self.kind}.delta2", self.delta2)

@@ -4,6 +4,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -289,6 +290,11 @@ def test_schedule_from_dict():
   one_for_all = shift.ShiftSchedule.from_dict(
       {"loops": (1, 2, 4), "criterion": {"kind": "simple_acc"}})
   assert one_for_all.criteria == (shift_criteria.SimpleAcc(),) * 2
+
+  config = ml_collections.ConfigDict(
+      {"loops": (1, 3), "criterion": {"kind": "scp", "signal": "eval_loss", "delta2": 0.5}})
+  assert shift.ShiftSchedule.from_dict(config).criteria == (
+      shift_criteria.Scp(signal="eval_loss", delta2=0.5),)
 
 
 @pytest.mark.parametrize("d, match", [
