@@ -105,7 +105,10 @@ def _max_confidence_exit(step, readout, h0, x, max_loops, min_loops):
     h = step_b(h, x)
     logits = readout_b(h)
     conf = jax.vmap(mean_max_prob)(logits).astype(jnp.float32)
-    better = (conf > best_conf) & (t >= min_loops)  # strict: earliest loop wins ties
+    conf = jnp.where(jnp.isnan(conf), -jnp.inf, conf)
+    # The first eligible loop always seeds the pick (so states, logits and loops agree even
+    # for non-finite logits); later ones must be strictly better: earliest loop wins ties.
+    better = (t == min_loops) | ((conf > best_conf) & (t > min_loops))
     return (h, _select(better, h, best_h), _select(better, logits, best_logits),
             jnp.where(better, conf, best_conf), jnp.where(better, t, best_t)), None
 

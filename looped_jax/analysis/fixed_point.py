@@ -66,12 +66,14 @@ def _fmix32(h: Array) -> Array:
   return h ^ (h >> 16)
 
 
-def _start_vectors(key: Array, shape, dtype) -> Array:
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _start_vectors(key: Array, shape: tuple[int, ...], dtype) -> Array:
   """Uniform(-1, 1) start vectors from a hash of (key, index).
 
   Power iteration and Lanczos need only a start with a nonzero component along the wanted
   eigenvectors, not statistical quality. Hashing avoids compiling threefry inside every
-  solver, which dominated their CPU compile time. Accepts typed and raw uint32 keys.
+  solver, which dominated their CPU compile time. Accepts typed and raw uint32 keys; jitted
+  on its own, so it compiles once per shape.
   """
   words = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
   seed = jnp.uint32(0x9E3779B9)
@@ -184,9 +186,10 @@ def spectral_radius(step: Step, h_star: Array, x: Array, key: Array, num_iters: 
     [B] estimates of rho(J_h).
   """
   burn_in = num_iters // 2 if burn_in is None else burn_in
-  errors.check(0 <= burn_in < num_iters, f"burn_in={burn_in} must be in [0, num_iters={num_iters}).")
-  return _spectral_radius(step, h_star, x, _start_vectors(key, h_star.shape, h_star.dtype),
-                          num_iters, burn_in)
+  errors.check(0 <= burn_in < num_iters,
+               f"burn_in={burn_in} must be in [0, num_iters={num_iters}).")
+  v0 = _start_vectors(key, tuple(h_star.shape), h_star.dtype)
+  return _spectral_radius(step, h_star, x, v0, num_iters, burn_in)
 
 
 def _dense_jacobians(step, h_star, x):
@@ -409,7 +412,7 @@ def lipschitz_constant(step: Step, h_star: Array, x: Array, key: Array, num_iter
   Returns:
     [B] estimates of ||dh*/dx||_2 (= ||S u|| for the final unit vector u).
   """
-  u0 = _start_vectors(key, x.shape, x.dtype)
+  u0 = _start_vectors(key, tuple(x.shape), x.dtype)
   return _lipschitz(step, h_star, x, u0, num_iters, solve_iters)
 
 
@@ -450,7 +453,7 @@ def diagnose(step: Step, h0: Array, x: Array, num_loops: int, key: Array, *,
   loops = np.asarray(loops_to_converge(residuals, tol))
 
   rho = np.asarray(spectral_radius(step, h_star, x, k_rho, power_iters))
-  u = _start_vectors(k_u, x.shape, x.dtype)
+  u = _start_vectors(k_u, tuple(x.shape), x.dtype)
   u = u / jnp.linalg.norm(u.reshape(u.shape[0], -1), axis=-1).reshape((-1,) + (1,) * (x.ndim - 1))
   v = input_sensitivity(step, h_star, x, u, solve_iters)
   sens = np.asarray(jnp.linalg.norm(v.reshape(v.shape[0], -1), axis=-1))

@@ -211,6 +211,11 @@ def test_diagnose_summary_is_json_and_consistent():
   s = out["input_sensitivity"]["mean"]
   assert abs(out["fd_sensitivity"]["mean"] - s) < 0.02 * s
   assert out["lipschitz"]["mean"] >= s * (1 - 1e-3)  # ||S u|| <= ||S|| for unit u
+  # Past dense_max_dim, sigma_min switches to Lanczos (here with num_iters = N: exact).
+  big = fp.diagnose(m.step, m.h0, m.x, LOOPS, jax.random.key(0), dense_max_dim=4)
+  assert big["sigma_method"] == "lanczos"
+  np.testing.assert_allclose(big["sigma_min_i_minus_j"]["mean"], out["sigma_min_i_minus_j"]["mean"],
+                             rtol=2e-3)
 
   # An expanding map: never converges, rho > 1; the summary stays valid JSON.
   grow = Partial(linear_step, 1.5 * jnp.eye(D))
