@@ -30,7 +30,8 @@ from jax.flatten_util import ravel_pytree
 
 from looped_jax.analysis.lanczos import (  # noqa: F401  (re-exported API)
     LanczosResult, MatrixOperator, SpectralDensity, check_x64, hutchinson_trace, lanczos,
-    probe_vectors, slq_density, top_k_eigenvalues, tridiagonal, tridiagonal_eigh)
+    probe_vectors, ritz_residuals, slq_density, top_k_eigenvalues, tridiagonal,
+    tridiagonal_eigh)
 from looped_jax.errors import ConfigError, check
 
 Subset = None | str | Callable[[str], bool]

@@ -29,6 +29,7 @@ import numpy as np
 from looped_jax.errors import ConfigError, check, check_choice
 
 PROBE_KINDS = ("rademacher", "gaussian")
+_X64_DTYPES = ("float64", "int64", "uint64", "complex128")
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=("matrix",), meta_fields=())
@@ -62,11 +63,14 @@ class LanczosResult(NamedTuple):
     betas: [m - 1] off-diagonal of T; an exact 0 marks a restart (invariant subspace
       found), so T is block diagonal there and its eigenvalues are still A's.
     basis: [m, dim] orthonormal Lanczos vectors (rows), or None unless requested.
+    beta_next: scalar beta_m, the norm of the residual after the last step; it bounds
+      the Ritz residuals (see `ritz_residuals`).
   """
 
   alphas: jax.Array
   betas: jax.Array
   basis: jax.Array | None
+  beta_next: jax.Array
 
 
 class SpectralDensity(NamedTuple):
@@ -89,7 +93,7 @@ class SpectralDensity(NamedTuple):
 
 def check_x64(dtype) -> None:
   """Raises ConfigError when a 64-bit dtype is used with x64 disabled (it would truncate)."""
-  if jnp.dtype(dtype).itemsize == 8 and not jax.config.jax_enable_x64:
+  if jnp.dtype(dtype).name in _X64_DTYPES and not jax.config.jax_enable_x64:
     raise ConfigError(
         f"dtype {jnp.dtype(dtype)} needs 64-bit jax: build and use the operator inside "
         "`with jax.enable_x64(True):`.")
@@ -129,7 +133,7 @@ def lanczos_iterations(matvec, v0: jax.Array, num_iters: int, key: jax.Array,
     breakdown_tol: restart when beta <= breakdown_tol * (running estimate of ||A||).
 
   Returns:
-    (alphas [m], betas [m - 1], basis [m, dim]).
+    (alphas [m], betas [m], basis [m, dim]); betas[m - 1] is beta_m (0 after a restart).
   """
   dim, dtype = v0.shape[0], v0.dtype
   basis = jnp.zeros((num_iters + 1, dim), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
@@ -163,7 +167,7 @@ def lanczos_iterations(matvec, v0: jax.Array, num_iters: int, key: jax.Array,
 
   init = (basis, alphas, betas, jnp.zeros((), dtype))
   basis, alphas, betas, _ = jax.lax.fori_loop(0, num_iters, body, init)
-  return alphas, betas[:num_iters - 1], basis[:num_iters]
+  return alphas, betas, basis[:num_iters]
 
 
 def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
@@ -174,6 +178,17 @@ def tridiagonal(alphas: jax.Array, betas: jax.Array) -> jax.Array:
 def tridiagonal_eigh(alphas: jax.Array, betas: jax.Array):
   """Ritz values [m] (ascending) and eigenvectors [m, m] (columns) of the tridiagonal."""
   return jnp.linalg.eigh(tridiagonal(alphas, betas))
+
+
+def ritz_residuals(res: "LanczosResult"):
+  """Ritz values [m] (ascending) and their residual norms [m], ||A y - theta y||.
+
+  With full reorthogonalisation the residual of Ritz pair (theta_j, y_j) is
+  beta_m * |last component of T's j-th eigenvector|, so convergence is checked without
+  any extra matvec: an eigenvalue of A lies within the residual of each Ritz value.
+  """
+  ritz, vecs = tridiagonal_eigh(res.alphas, res.betas)
+  return ritz, jnp.abs(res.beta_next * vecs[-1])
 
 
 def _start_vector(key, dim, dtype):
@@ -210,7 +225,7 @@ def lanczos(op, num_iters: int, key: jax.Array, v0: jax.Array | None = None, *,
   _check_iters(op, num_iters)
   tol = _default_tol(op.dim, op.dtype) if breakdown_tol is None else float(breakdown_tol)
   alphas, betas, basis = _lanczos_jit(op, key, v0, num_iters, tol)
-  return LanczosResult(alphas, betas, basis if return_basis else None)
+  return LanczosResult(alphas, betas[:-1], basis if return_basis else None, betas[-1])
 
 
 @functools.partial(jax.jit, static_argnames=("k", "which"))
@@ -228,7 +243,9 @@ def top_k_eigenvalues(op, k: int, num_iters: int, key: jax.Array, return_vectors
   Args:
     op: operator (see module docstring).
     k: number of eigenvalues, <= num_iters.
-    num_iters: Lanczos steps m; take m >= 2k (e.g. 40-60 for k = 20) for converged tops.
+    num_iters: Lanczos steps m. Clustered Hessian spectra need m ~ 4k: on the benchmark
+      model m = 50 left ranks 13-20 of the top 20 up to 18% low, m = 80 converged them;
+      check with `ritz_residuals(lanczos(...))`.
     key: PRNG key.
     return_vectors: also return Ritz vectors.
     which: "largest" (algebraic, e.g. lambda_max of a Hessian) or "magnitude".
@@ -294,7 +311,7 @@ def _slq_jit(op, key, num_probes, num_iters, kind, tol):
     k_probe, k_restart = args
     v = _probe(k_probe, op.dim, op.dtype, kind)
     alphas, betas, _ = lanczos_iterations(matvec, v, num_iters, k_restart, tol)
-    ritz, vecs = tridiagonal_eigh(alphas, betas)
+    ritz, vecs = tridiagonal_eigh(alphas, betas[:-1])
     return ritz, vecs[0] ** 2  # Gauss quadrature: nodes and squared first components.
 
   keys = (jax.random.split(key_probe, num_probes), jax.random.split(key_restart, num_probes))

@@ -65,6 +65,13 @@ def test_top_k_of_planted_spectrum_with_few_iterations(x64):
   np.testing.assert_allclose(vals, d[:5], rtol=1e-10)
   vecs = np.asarray(vecs)
   np.testing.assert_allclose(a @ vecs, vecs * np.asarray(vals), atol=1e-8)
+  # Residual bounds from the tridiagonal equal the true residuals of every Ritz pair.
+  res = lanczos.lanczos(op, 40, jax.random.key(3), return_basis=True)
+  ritz, bounds = lanczos.ritz_residuals(res)
+  y = np.asarray(res.basis).T @ np.asarray(lanczos.tridiagonal_eigh(res.alphas, res.betas)[1])
+  true = np.linalg.norm(a @ y - y * np.asarray(ritz), axis=0)
+  np.testing.assert_allclose(bounds, true, atol=1e-9)
+  assert np.all(np.asarray(bounds)[-5:] < 1e-8) and np.max(np.asarray(bounds)) > 1e-2
 
 
 def test_top_k_float32_and_magnitude_order():
