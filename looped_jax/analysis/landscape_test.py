@@ -1,6 +1,5 @@
 """River-valley metrics and matrix entropy / MI on hand-built inputs with known answers."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
