@@ -26,6 +26,10 @@ LOSS_ON = ("last", "window")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine")
 MODES = ("train", "eval")
+SHIFT_MOMENTS = ("keep", "reset")  # = looped_jax.train.shift.MOMENTS (not imported: keeps jax out)
+SHIFT_LR = ("keep", "rewarm")
+# Dict-valued keys whose contents are free-form (checked by their own parsers, not the schema).
+FREE_FORM = ("task", "variants", "shift.criterion")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -83,6 +87,15 @@ def base_config() -> ml_collections.ConfigDict:
   e.num_batches = 4
   e.loops = ()  # extra loop counts to evaluate besides model.num_loops
 
+  # SHIFT (PAPERS.md §1.6): train in stages of growing loop count on one parameter set.
+  s = c.shift = ml_collections.ConfigDict()
+  s.loops = ()  # () = off; e.g. (1, 3): stage k trains at loops[k] (model.num_loops: eval only)
+  # When to switch, for every transition: shift_criteria settings {"kind": ..., ...}; kinds
+  # scp | fixed_step | budget_fraction | simple_acc | grad_alignment.
+  s.criterion = ml_collections.ConfigDict({"kind": "scp"})
+  s.moments = "keep"  # optimizer moments at a switch: keep | reset
+  s.lr = "keep"  # LR schedule at a switch: keep (continues) | rewarm (restarts at its step 0)
+
   c.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices on the data axis
 
   # Several runs side by side: name -> nested overrides ({"model": {"num_loops": 3}}); each
@@ -96,7 +109,7 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
   out = {}
   for key, value in dict(cfg).items():
     path = f"{prefix}{key}"
-    if isinstance(value, (ml_collections.ConfigDict, dict)) and key not in ("task", "variants"):
+    if isinstance(value, (ml_collections.ConfigDict, dict)) and path not in FREE_FORM:
       out |= flatten(value, path + ".")
     else:
       out[path] = value
@@ -148,9 +161,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"eval_seed={config.eval_seed} must differ from data_seed (eval data must be held out).")
   check(config.mesh.data == -1 or config.mesh.data > 0,
         f"mesh.data={config.mesh.data} must be -1 (all devices) or a positive device count.")
+  validate_shift(config)
   for name, overrides in dict(config.variants).items():
     check(isinstance(overrides, (dict, ml_collections.ConfigDict)),
           f"variants.{name} must be a nested dict of config overrides.")
+
+
+def validate_shift(config: ml_collections.ConfigDict) -> None:
+  """Checks the `shift` section; the criterion settings are parsed by ShiftSchedule."""
+  s, t = config.shift, config.train
+  check_choice("shift.moments", s.moments, SHIFT_MOMENTS)
+  check_choice("shift.lr", s.lr, SHIFT_LR)
+  if not s.loops:
+    return
+  schedule = shift_schedule(config)  # raises ConfigError on bad loops / criterion settings
+  check(not t.loop_curriculum.every,
+        "shift.loops and train.loop_curriculum both set the training loop count; use one of them.")
+  for k, crit in enumerate(schedule.criteria):
+    every = getattr(crit, "every", None)
+    check(every is None or every % t.log_every == 0,
+          f"shift.criterion every={every} must be a multiple of train.log_every={t.log_every} "
+          f"(transition {k}: the criterion is fed the train signals at log steps).")
+
+
+def shift_schedule(config: ml_collections.ConfigDict):
+  """The run's `ShiftSchedule`, or None when `shift.loops` is empty (SHIFT off)."""
+  if not config.shift.loops:
+    return None
+  from looped_jax.train import shift  # pylint: disable=import-outside-toplevel  # jax: lazy
+
+  s = config.shift
+  return shift.ShiftSchedule.from_dict(
+      {"loops": [int(x) for x in s.loops], "criterion": s.criterion, "moments": s.moments,
+       "lr": s.lr}, total_steps=config.train.num_steps)
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Any) -> ml_collections.ConfigDict:
@@ -163,10 +206,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Any) -> ml_col
   def merge(node: dict, update: Any, path: str) -> None:
     for key, value in dict(update).items():
       here = f"{path}{key}"
-      free = here.startswith("task")
+      free = here.startswith("task") or here.startswith("shift.criterion")
       if key not in node and not free:
         raise ConfigError(f"override {here!r} names an unknown config key.")
-      if isinstance(value, (dict, ml_collections.ConfigDict)) and isinstance(node.get(key), dict):
+      if here == "shift.criterion":  # replaced whole: another kind has other settings
+        node[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else dict(value)
+      elif isinstance(value, (dict, ml_collections.ConfigDict)) and isinstance(node.get(key), dict):
         merge(node[key], value, here + ".")
       else:
         node[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value

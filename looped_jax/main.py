@@ -41,7 +41,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
     overrides = [a.split("=")[0][len("--config."):] for a in argv if a.startswith("--config.")]
     known = config_lib.flatten(config_lib.base_config())
-    unknown = [o for o in overrides if o not in known and not o.startswith("task.")]
+    unknown = [o for o in overrides if o not in known
+               and not any(o.startswith(f + ".") for f in config_lib.FREE_FORM)]
     detail = " ".join(str(e).encode().decode("unicode_escape").replace("'", "").split())
     if unknown:
       what = f"--config.{unknown[0]} names no config key (see looped_jax/config.py)"

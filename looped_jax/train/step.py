@@ -36,14 +36,19 @@ def loss_fn(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task, loops: 
 
 def make_train_step(graphdef, task: Task, optimizer: optax.GradientTransformation, *,
                     grad_loops: int, loss_on: str, dropout: bool, seed: int) -> Callable:
-  """(state, batch, loops) -> (state, metrics). `loops` is static: one compile per value."""
+  """(state, batch, loops, shift_stage=None) -> (state, metrics).
 
-  def train_step(state, batch, loops: int):
+  `loops` and `shift_stage` are static: one compile per value. `shift_stage` (SHIFT only) is
+  passed to the `shift.multi_stage` optimizer, which then applies that stage's transform.
+  """
+
+  def train_step(state, batch, loops: int, shift_stage: int | None = None):
     key = jax.random.fold_in(jax.random.key(seed), state["step"]) if dropout else None
     loss, grads = jax.value_and_grad(loss_fn)(
         state["params"], batch, graphdef=graphdef, task=task, loops=loops,
         grad_loops=grad_loops, loss_on=loss_on, dropout_key=key)
-    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+    extra = {} if shift_stage is None else {"shift_stage": shift_stage}
+    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"], **extra)
     params = optax.apply_updates(state["params"], updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics

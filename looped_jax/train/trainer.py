@@ -1,8 +1,14 @@
 """The training loop: build, restore, step, evaluate, log, checkpoint.
 
 Determinism: batch(step) = task.sample(fold_in(key(data_seed), step)); dropout keys are
-fold_in(key(seed), step); the loop count is a function of the step. A run restored from
+fold_in(key(seed), step); the loop count is a function of the step, or under SHIFT of the
+stage, which is restored with the criterion state from the checkpoint. A run restored from
 its latest checkpoint therefore continues exactly as if it had never stopped.
+
+SHIFT (config.shift.loops set): the optimizer is `shift.multi_stage`, one jitted train step
+per stage (loop count and stage static); the criterion sees the train loss and gradient
+norm at log steps and the eval loss / simple-group accuracy at eval steps (values fetched
+anyway: no extra device sync per step); a switch takes effect from the next update.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from looped_jax import models, tasks
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import metrics as metrics_lib
-from looped_jax.train import optim, sharding, step as step_lib
+from looped_jax.train import optim, sharding, shift, shift_criteria, shift_run
+from looped_jax.train import step as step_lib
 
 CONFIG_FILE = "config.json"
 EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
@@ -46,6 +53,7 @@ class Experiment:
   graphdef: Any
   params: dict
   optimizer: Any
+  schedule: shift.ShiftSchedule | None = None  # SHIFT's stages; None: one plain optimizer
 
   @classmethod
   def build(cls, config: ml_collections.ConfigDict, devices=None) -> "Experiment":
@@ -58,7 +66,12 @@ class Experiment:
           f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
           f"train.log_every={config.train.log_every} (the loss is checked before each save).")
     graphdef, params = models.build(config.model, task, config.seed)
-    return cls(config, task, mesh, graphdef, params, optim.make_optimizer(config.train))
+    schedule = config_lib.shift_schedule(config)
+    if schedule is None:
+      return cls(config, task, mesh, graphdef, params, optim.make_optimizer(config.train))
+    # One optimizer per stage, same settings: moments="keep" then continues it unchanged.
+    optimizer = shift.multi_stage([optim.make_optimizer(config.train) for _ in schedule.loops])
+    return cls(config, task, mesh, graphdef, params, optimizer, schedule)
 
   def initial_state(self) -> dict:
     state = {"step": jnp.zeros((), jnp.int32), "params": self.params,
@@ -75,12 +88,12 @@ class Experiment:
                    out_shardings=sharding.batch_sharding(self.mesh))
 
   @functools.cache
-  def train_step(self, loops: int):
+  def train_step(self, loops: int, shift_stage: int | None = None):
     t = self.config.train
     fn = step_lib.make_train_step(self.graphdef, self.task, self.optimizer,
                                   grad_loops=t.grad_loops, loss_on=t.loss_on,
                                   dropout=self.config.model.dropout > 0, seed=self.config.seed)
-    return jax.jit(functools.partial(fn, loops=loops),
+    return jax.jit(functools.partial(fn, loops=loops, shift_stage=shift_stage),
                    in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh)),
                    out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
                    donate_argnums=0)
@@ -98,7 +111,11 @@ class Experiment:
     return [sample(jax.random.fold_in(key, i), EVAL_CURRICULUM_STEP) for i in range(e.num_batches)]
 
   def eval_loop_counts(self) -> list[int]:
-    return sorted({self.config.model.num_loops, *map(int, self.config.eval.loops)})
+    stages = self.schedule.loops if self.schedule else ()  # every stage's own loop count
+    return sorted({self.config.model.num_loops, *map(int, self.config.eval.loops), *stages})
+
+  def eval_prefix(self, loops: int) -> str:
+    return "eval" if loops == self.config.model.num_loops else f"eval@{loops}"
 
   def evaluate(self, params) -> dict[str, float]:
     """Eval metrics at the model's loop count ("eval/...") and each extra count ("eval@L/...")."""
@@ -106,7 +123,7 @@ class Experiment:
     for loops in self.eval_loop_counts():
       step = self.eval_step(loops)
       values = step_lib.combine([jax.device_get(step(params, b)) for b in self.eval_batches])
-      prefix = "eval" if loops == self.config.model.num_loops else f"eval@{loops}"
+      prefix = self.eval_prefix(loops)
       out |= {f"{prefix}/{k}": v for k, v in values.items()}
     return out
 
@@ -151,9 +168,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   t = config.train
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=t.keep_checkpoints)
   state = exp.initial_state()
+  run = shift_run.ShiftRun.new(exp.schedule) if exp.schedule else None
+  meta: dict = {}
   latest = ckpt.latest_step()
   if latest is not None:
-    state, _ = ckpt.restore(latest, state)
+    state, meta = ckpt.restore(latest, state)
+    if run is not None:
+      run = _restore_shift(exp, state, meta, latest)
     if not quiet:
       print(f"{prefix}resumed from the checkpoint at step {latest}", flush=True)
   step = int(state["step"])
@@ -164,35 +185,117 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   data_key = jax.random.key(config.data_seed)
   pending: list[dict] = []
   started = time.perf_counter()
+  clock = _TrainClock(meta.get("train_seconds", 0.0), run)
   final_eval: dict[str, float] = {}
   try:
+    if run is not None and step == 0:  # a criterion may fire before any update (fixed_step 0)
+      state = _observe_shift(exp, run, clock, state, 0, {})
     while step < t.num_steps:
-      loops = step_lib.loops_at(step, config.model.num_loops, t.loop_curriculum)
+      if run is not None:
+        loops, stage = run.loops, run.stage
+      else:
+        loops, stage = step_lib.loops_at(step, config.model.num_loops, t.loop_curriculum), None
       batch = sample(jax.random.fold_in(data_key, step), step)
-      state, step_metrics = exp.train_step(loops)(state, batch)
+      state, step_metrics = exp.train_step(loops, stage)(state, batch)
       pending.append(step_metrics)
       step += 1
       last = step == t.num_steps
+      signals: dict[str, float] = {}  # SHIFT criterion inputs measured at this step
       if step % t.log_every == 0 or last:
         scalars = _mean_metrics(pending, step)
         pending = []
+        clock.split(state)
         rate = progress.update(step, scalars)
-        writer.write(step, scalars | {"loops": loops, "perf/steps_per_sec": rate})
+        extra = {"loops": loops, "perf/steps_per_sec": rate, "perf/train_seconds": clock.seconds}
+        if run is not None:
+          extra["shift/stage"] = stage
+          signals = {shift_criteria.TRAIN_LOSS: scalars["loss"],
+                     shift_criteria.GRAD_NORM: scalars["grad_norm"]}
+        writer.write(step, scalars | extra)
       if step % config.eval.every == 0 or last:
+        clock.split(state)
         final_eval = exp.evaluate(state["params"])
-        writer.write(step, final_eval)
+        clock.restart()  # eval time is not training time
+        writer.write(step, final_eval | (_shift_eval(exp, run, step, final_eval, signals)
+                                         if run is not None else {}))
+      if run is not None:
+        state = _observe_shift(exp, run, clock, state, step, signals)
+        if last:
+          writer.write(step, run.end_metrics())
       if step % t.checkpoint_every == 0 or last:
-        ckpt.save(step, state, {"step": step, "loops": loops})
+        clock.split(state)
+        meta = {"step": step, "loops": loops, "train_seconds": clock.seconds}
+        ckpt.save(step, state, meta | ({"shift": run.to_dict()} if run is not None else {}))
+        clock.restart()
     if not final_eval:  # a resumed run that had already finished
       final_eval = exp.evaluate(state["params"])
   finally:
     ckpt.close()
     writer.close()
   summary = final_eval | {"params": models.count_params(exp.params),
-                          "wall_seconds": time.perf_counter() - started}
+                          "wall_seconds": time.perf_counter() - started,
+                          "train_seconds": clock.seconds}
+  if run is not None:
+    summary |= run.end_metrics()
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   return final_eval
+
+
+class _TrainClock:
+  """Seconds spent training (evals and saves excluded), in total and per SHIFT stage.
+
+  `split` waits for the dispatched steps, so call it only where the loop syncs anyway.
+  """
+
+  def __init__(self, seconds: float, run: shift_run.ShiftRun | None):
+    self.seconds, self.run = seconds, run
+    self._tick = time.perf_counter()
+
+  def split(self, state) -> None:
+    """Adds the time since the last split/restart to the total and the active stage."""
+    jax.block_until_ready(state)
+    now = time.perf_counter()
+    self.seconds += now - self._tick
+    if self.run is not None:
+      self.run.seconds[self.run.stage] += now - self._tick
+    self._tick = now
+
+  def restart(self) -> None:
+    self._tick = time.perf_counter()
+
+
+def _restore_shift(exp: Experiment, state: dict, meta: dict, step: int) -> shift_run.ShiftRun:
+  check("shift" in meta, f"the checkpoint at step {step} has no SHIFT record; use a fresh "
+        "--workdir or pass --overwrite.")
+  run = shift_run.ShiftRun.from_dict(exp.schedule, meta["shift"])
+  stage = int(shift.current_stage(state["opt_state"]))
+  check(run.stage == stage, f"the checkpoint at step {step} is in stage {stage} but its SHIFT "
+        f"record says {run.stage}; the checkpoint is corrupt.")
+  return run
+
+
+def _shift_eval(exp: Experiment, run: shift_run.ShiftRun, step: int, evals: dict[str, float],
+                signals: dict[str, float]) -> dict[str, float]:
+  """Feeds eval signals at the active stage's loop count; returns `shift/accuracy`."""
+  at = exp.eval_prefix(run.loops)
+  signals[shift_criteria.EVAL_LOSS] = evals[f"{at}/loss"]
+  if f"{at}/accuracy/simple" in evals:
+    signals[shift_criteria.SIMPLE_ACC] = evals[f"{at}/accuracy/simple"]
+  value = evals[f"{at}/{shift_run.DIP_METRIC}"]
+  run.on_eval(step, value)
+  return {"shift/accuracy": value}  # the metric of the loop count being trained
+
+
+def _observe_shift(exp: Experiment, run: shift_run.ShiftRun, clock: _TrainClock, state: dict,
+                   step: int, signals: dict[str, float]) -> dict:
+  """Feeds the criterion; on a switch returns the state moved to the next stage."""
+  if not run.observe(step, signals):
+    return state
+  clock.split(state)  # the time so far belongs to the stage being left
+  opt_state = run.switch(step, state["opt_state"])
+  opt_state = jax.device_put(opt_state, exp.state_shardings["opt_state"])
+  return state | {"opt_state": opt_state}
 
 
 def _mean_metrics(pending: list[dict], step: int) -> dict[str, float]:
