@@ -17,7 +17,8 @@ from looped_jax.errors import ConfigError, check, check_choice
 
 BLOCKS = ("gpt2", "attn_only")
 ATTENTIONS = ("softmax", "linear")
-INJECTIONS = ("none", "add", "concat")
+INJECTIONS = ("none", "add", "concat", "internal")
+STATE_NORMS = ("none", "rms")
 INIT_STATES = ("input", "zeros")
 POSITIONS = ("learned", "none")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
@@ -53,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
   m.dropout = 0.0
   m.num_layers = 1  # k: distinct layers, applied in order inside one loop
   m.num_loops = 1  # L: how often the k-layer stack is applied (a call argument too)
-  m.injection = "none"  # none | add: f(h + e) (Yang) | concat: f(W[h; e]) (recall)
+  m.injection = "none"  # none | add: f(h + e) (Yang) | concat: f(W[h; e]) | internal (Labovich)
+  m.state_norm = "none"  # rms: outer normalisation of the state after every loop (Labovich)
+  m.timestep = False  # zero-init per-loop adaLN gates/scales from the loop index (Xu & Sato)
   m.init_state = "input"  # h_0 = e (input) or 0 (zeros; Yang with injection)
   m.position = "learned"
   m.position_in_loop = False  # Yang: add the position embedding inside every loop
@@ -129,6 +132,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check_choice("model.attention", m.attention, ATTENTIONS)
   check_choice("model.injection", m.injection, INJECTIONS)
   check_choice("model.init_state", m.init_state, INIT_STATES)
+  check_choice("model.state_norm", m.state_norm, STATE_NORMS)
+  check(m.injection != "internal" or m.block == "gpt2",
+        "model.injection='internal' needs model.block='gpt2' (it feeds the MLP input).")
   check_choice("model.position", m.position, POSITIONS)
   check_choice("model.remat", m.remat, REMAT_POLICIES)
   check_choice("model.dtype", m.dtype, DTYPES)
@@ -141,7 +147,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
   check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1).")
   check(m.injection != "none" or m.init_state == "input",
-        "model.init_state='zeros' needs an input injection (model.injection='add' or 'concat').")
+        "model.init_state='zeros' needs an input injection (model.injection='add', 'concat' "
+        "or 'internal').")
   check(t.num_steps >= 0, f"train.num_steps={t.num_steps} must be >= 0.")
   check(t.batch_size > 0, f"train.batch_size={t.batch_size} must be positive.")
   check(0 <= t.grad_loops, f"train.grad_loops={t.grad_loops} must be >= 0 (0 = all loops).")

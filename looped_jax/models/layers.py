@@ -9,6 +9,8 @@ functional core stays a pure function of (params, inputs, key).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -86,10 +88,17 @@ class GPT2Block(nnx.Module):
     self.ln2 = layer_norm(d, rngs, dt)
     self.mlp = MLP(d, cfg.mlp_ratio, use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt)
 
-  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+  def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
+               recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
+    """recall [B, n, D]: internal recall, added to the MLP's input only (Labovich §3.2).
+    modulation: per-loop adaLN gates and scales (Xu & Sato §6)."""
     k1, k2 = jax.random.split(key) if key is not None else (None, None)
-    x = x + dropout(self.attn(self.ln1(x)), self.dropout_rate, k1)
-    return x + dropout(self.mlp(self.ln2(x)), self.dropout_rate, k2)
+    m = modulation or Modulation.identity()
+    y = self.ln1(x) * (1 + m.attn_scale)
+    x = x + m.attn_gate * dropout(self.attn(y), self.dropout_rate, k1)
+    z = x + recall if recall is not None else x
+    y = self.ln2(z) * (1 + m.mlp_scale)
+    return x + m.mlp_gate * dropout(self.mlp(y), self.dropout_rate, k2)
 
 
 class AttnOnlyBlock(nnx.Module):
@@ -101,9 +110,51 @@ class AttnOnlyBlock(nnx.Module):
     self.attn = Attention(cfg.d_model, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
                           use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=cfg.compute_dtype)
 
-  def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    y = self.ln(x) if self.ln is not None else x
-    return x + dropout(self.attn(y), self.dropout_rate, key)
+  def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
+               recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
+    del recall  # no MLP to inject into; config validation rejects internal recall here
+    m = modulation or Modulation.identity()
+    y = (self.ln(x) if self.ln is not None else x) * (1 + m.attn_scale)
+    return x + m.attn_gate * dropout(self.attn(y), self.dropout_rate, key)
+
+
+class Modulation(NamedTuple):
+  """Per-loop gates g and scales s, each [D] (Xu & Sato's timestep conditioning)."""
+
+  attn_gate: jax.Array | float
+  mlp_gate: jax.Array | float
+  attn_scale: jax.Array | float
+  mlp_scale: jax.Array | float
+
+  @classmethod
+  def identity(cls) -> "Modulation":
+    return cls(1.0, 1.0, 0.0, 0.0)
+
+
+def sinusoid(t: jax.Array, dim: int = 256, max_period: float = 1e4) -> jax.Array:
+  """DiT-style timestep features of a scalar loop index -> [dim]."""
+  half = dim // 2
+  freqs = jnp.exp(-jnp.log(max_period) * jnp.arange(half) / half)
+  angles = jnp.asarray(t, jnp.float32) * freqs
+  return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)])
+
+
+class TimestepModulation(nnx.Module):
+  """t -> MLP(sinusoid(t)) -> zero-initialised Linear -> (g_a, g_m, s_a, s_m).
+
+  Zero init makes every loop start as the identity map (Xu & Sato). One modulation per loop,
+  shared by the k layers of that loop (a choice: the paper has k = 1)."""
+
+  def __init__(self, d_model: int, *, rngs: nnx.Rngs, freq_dim: int = 256):
+    self.freq_dim = freq_dim
+    self.embed1 = linear(freq_dim, d_model, std=INIT_STD, use_bias=True, rngs=rngs)
+    self.embed2 = linear(d_model, d_model, std=INIT_STD, use_bias=True, rngs=rngs)
+    self.out = nnx.Linear(d_model, 4 * d_model, rngs=rngs, kernel_init=nnx.initializers.zeros,
+                          bias_init=nnx.initializers.zeros)
+
+  def __call__(self, t: jax.Array) -> Modulation:
+    emb = self.embed2(jax.nn.silu(self.embed1(sinusoid(t, self.freq_dim))))
+    return Modulation(*jnp.split(self.out(jax.nn.silu(emb)), 4))
 
 
 BLOCKS = {"gpt2": GPT2Block, "attn_only": AttnOnlyBlock}

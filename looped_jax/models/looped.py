@@ -12,8 +12,12 @@ L is a call argument, so one parameter tree runs at any loop count. Loops run un
 scan over their stacked parameters. The first L - T loops can run under stop_gradient
 (truncated backprop, Yang et al.), and the last T loops can each emit a read-out.
 
-New injection modes, state norms or timestep conditioning belong in `_inject` / `loop`,
-not in a copy of this class.
+Injection: none | add (f(h + e), Yang) | concat (f(W[h; e]), recall) | internal (W_x e added
+to the MLP input inside every block, Labovich). Outer norm: `state_norm="rms"` normalises the
+state after every loop. Timestep conditioning: zero-initialised per-loop adaLN gates and
+scales from the loop index (Xu & Sato; it scales the block's own LayerNorm outputs, where
+the paper uses RMSNorm without affine, a documented choice). New variants belong in
+`_inject` / `loop`, not in a copy of this class.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class ModelSpec:
   num_layers: int = 1
   num_loops: int = 1
   injection: str = "none"
+  state_norm: str = "none"
+  timestep: bool = False
   init_state: str = "input"
   position: str = "learned"
   position_in_loop: bool = False
@@ -93,6 +99,10 @@ class LoopedTransformer(nnx.Module):
     self.adapter = (layers.linear(2 * d, d, std=layers.INIT_STD, use_bias=spec.use_bias,
                                   rngs=rngs, dtype=dt)
                     if spec.injection == "concat" else None)
+    self.recall = (layers.linear(d, d, std=layers.INIT_STD, use_bias=spec.use_bias, rngs=rngs,
+                                 dtype=dt)
+                   if spec.injection == "internal" else None)
+    self.timestep = layers.TimestepModulation(d, rngs=rngs) if spec.timestep else None
     # GPT-2 scales residual projections by 1/sqrt(2 * depth); depth = the distinct layers k.
     out_std = layers.INIT_STD / (2 * spec.num_layers) ** 0.5
     block_cls = layers.BLOCKS[spec.block]
@@ -128,9 +138,14 @@ class LoopedTransformer(nnx.Module):
       return self.adapter(jnp.concatenate([h, e], axis=-1))
     return h
 
-  def loop(self, h: jax.Array, e: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    """One application of the k-layer stack: h_t = loop(h_{t-1}, e). [B, n, D] each."""
+  def loop(self, h: jax.Array, e: jax.Array, key: jax.Array | None = None,
+           t: jax.Array | int = 0) -> jax.Array:
+    """One application of the k-layer stack: h_t = loop(h_{t-1}, e). [B, n, D] each.
+
+    t is the 0-based loop index (used by timestep conditioning only)."""
     h = self._inject(h, e)
+    recall = self.recall(e) if self.recall is not None else None
+    modulation = self.timestep(t) if self.timestep is not None else None
     if self.positions is not None and self.spec.position_in_loop:
       h = h + self.positions[: h.shape[1]].astype(h.dtype)
     layer_def, layer_params = nnx.split(self.layers)
@@ -140,11 +155,14 @@ class LoopedTransformer(nnx.Module):
     def apply_layer(h, xs):
       params_i, key_i = xs
       block = nnx.merge(layer_def, params_i)
-      return block(h, key_i if key is not None else None), None
+      return block(h, key_i if key is not None else None, recall=recall,
+                   modulation=modulation), None
 
     h, _ = jax.lax.scan(apply_layer, h, (layer_params, keys))
     if self.spec.norm_in_loop:
       h = self.ln_f(h)
+    if self.spec.state_norm == "rms":  # outer normalisation (Labovich): RMSNorm, no affine
+      h = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + 1e-6)
     return h
 
   def readout(self, h: jax.Array) -> jax.Array:
@@ -198,7 +216,7 @@ class LoopedTransformer(nnx.Module):
 
     def body(h, t):
       key = None if dropout_key is None else jax.random.fold_in(dropout_key, t)
-      return self.loop(h, e, key)
+      return self.loop(h, e, key, t)
 
     if self.spec.remat == "none":
       return body

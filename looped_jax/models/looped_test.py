@@ -45,17 +45,21 @@ def reference(graphdef, params, x, num_loops):
   spec = model.spec
   e = model.embed(x)
   h = e if spec.init_state == "input" else jnp.zeros_like(e)
-  for _ in range(num_loops):
+  for t in range(num_loops):
     if spec.injection == "add":
       h = h + e
     elif spec.injection == "concat":
       h = model.adapter(jnp.concatenate([h, e], -1))
     if spec.position_in_loop:
       h = h + model.positions[: h.shape[1]]
+    recall = model.recall(e) if spec.injection == "internal" else None
+    modulation = model.timestep(t) if spec.timestep else None
     for i in range(spec.num_layers):
-      h = layer(graphdef, params, i)(h)
+      h = layer(graphdef, params, i)(h, recall=recall, modulation=modulation)
     if spec.norm_in_loop:
       h = model.ln_f(h)
+    if spec.state_norm == "rms":
+      h = h / jnp.sqrt(jnp.mean(h**2, axis=-1, keepdims=True) + 1e-6)
   return model.readout(h)
 
 
@@ -65,9 +69,16 @@ def reference(graphdef, params, x, num_loops):
     dict(block="gpt2", injection="add", init_state="zeros", position_in_loop=True,
          norm_in_loop=True),
     dict(block="gpt2", injection="concat", remat="full"),
+    dict(block="gpt2", injection="internal", state_norm="rms", num_layers=2),
+    dict(block="gpt2", timestep=True, perturb="timestep"),
 ])
 def test_scan_over_loops_equals_python_loop(options):
+  options = dict(options)
+  perturb = options.pop("perturb", None)
   graphdef, params = build(**options)
+  if perturb:  # zero-initialised parameters would make the comparison trivial
+    params[perturb] = jax.tree.map(
+        lambda x: 0.1 * jax.random.normal(jax.random.key(x.size), x.shape), params[perturb])
   x = tokens()
   for loops in (1, 4):
     got = jax.jit(lambda p: models.apply(graphdef, p, x, loops))(params)
@@ -172,3 +183,25 @@ def test_dropout_is_keyed_and_off_without_a_key():
   np.testing.assert_array_equal(dropped, models.apply(graphdef, params, x, dropout_key=k))
   assert not np.allclose(plain, dropped)
   assert layers.dropout(jnp.ones(4), 0.5, None).sum() == 4
+
+
+def test_timestep_modulation_starts_as_identity():
+  graphdef, params = build(timestep=True, block="gpt2", num_loops=4)
+  model = models.merge(graphdef, params)
+  x = tokens()
+  states = model.trajectory(x, 4)
+  np.testing.assert_allclose(states[-1], model.embed(x), rtol=0, atol=1e-6)
+  # Gates open up per loop once trained: different loops get different modulations.
+  params["timestep"] = jax.tree.map(lambda p: p + 0.1, params["timestep"])
+  model = models.merge(graphdef, params)
+  assert not np.allclose(model.timestep(0).attn_gate, model.timestep(3).attn_gate)
+
+
+def test_outer_norm_keeps_state_on_the_sphere():
+  graphdef, params = build(state_norm="rms", injection="internal", num_loops=6)
+  states = models.merge(graphdef, params).trajectory(tokens(), 6)
+  # Unit mean square up to the norm's eps (1e-6 against pre-norm states of size ~1e-3).
+  np.testing.assert_allclose(jnp.mean(states**2, axis=-1), 1.0, rtol=1e-2)
+  graphdef, params = build(injection="internal", num_loops=6)
+  plain = models.merge(graphdef, params).trajectory(tokens(), 6)
+  assert not np.allclose(jnp.mean(plain**2, axis=-1), 1.0, rtol=1e-1)
