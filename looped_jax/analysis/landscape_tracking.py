@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from looped_jax import models
 from looped_jax.analysis import hessian as hessian_lib
@@ -51,18 +52,21 @@ class Probe:
   (loop count, dtype) and reused at every call.
   """
 
-  def __init__(self, exp):
+  def __init__(self, exp, batch=None):
     self.exp, self.settings = exp, exp.config.hessian
     # Sampled through the experiment's sampler: split over the mesh's data axis.
-    self.batch = exp.sampler(self.settings.probe_batch_size)(
+    self.batch = batch if batch is not None else exp.sampler(self.settings.probe_batch_size)(
         jax.random.key(self.settings.probe_seed), PROBE_STEP)
 
   @functools.cache
   def _graphdef64(self):
     # The model's compute dtype is float32/bfloat16; a float64 twin keeps exact H in float64.
+    # Only its structure is needed: eval_shape skips initialising params.
+    spec = models.ModelSpec.from_config(
+        dict(self.exp.config.model) | {"dtype": "float64"}, self.exp.task)
     with jax.enable_x64(True):
-      model_config = dict(self.exp.config.model) | {"dtype": "float64"}
-      return models.build(model_config, self.exp.task, self.exp.config.seed)[0]
+      model = nnx.eval_shape(lambda: models.LoopedTransformer(spec, rngs=nnx.Rngs(0)))
+    return nnx.split(model)[0]
 
   @functools.cache
   def loss_fn(self, loops: int, float64: bool):
