@@ -38,6 +38,9 @@ SPECTRA_FILE = "spectra.jsonl"
 RESULT_FILE = "hessian.json"
 # Dense float64 H of 4096 params is 128 MiB and a ~1 s eigh on CPU; beyond, use lanczos.
 MAX_EXACT_DIM = 4096
+# Dense H column blocks of this many HVPs: jax.hessian's all-at-once vmap holds dim copies
+# of the activations (64 GB for Gong's toy on 256 probe sequences).
+EXACT_CHUNK = 32
 PROBE_STEP = 2**30  # curriculum tasks at full difficulty, as the eval batches
 
 
@@ -86,7 +89,7 @@ class Probe:
         check(op.dim <= MAX_EXACT_DIM,
               f"hessian.method='exact' on {op.dim} params exceeds the limit of {MAX_EXACT_DIM}; "
               "narrow hessian.subset or use hessian.method='lanczos'.")
-        evals = np.asarray(hessian_lib.dense_eigh(op)[0], np.float64)
+        evals = np.asarray(hessian_lib.dense_eigh(op, EXACT_CHUNK)[0], np.float64)
     else:
       op = hessian_lib.hessian_operator(self.loss_fn(loops, False), params, subset,
                                         batch=self.batch)
