@@ -60,7 +60,7 @@ def test_looped_at_one_loop_has_the_single_layer_hessian(looped):
   result = single.spectrum(params)
   symmetric = 0.5 * (h_single + h_single.T)
   np.testing.assert_allclose(result["eigenvalues"], np.linalg.eigvalsh(symmetric), rtol=0,
-                             atol=1e-10 * scale)
+                             atol=1e-8 * scale)  # chunked HVP columns vs jax.hessian
   assert result["loops"] == 1 and result["metrics"]["num_eigenvalues"] == dim
   assert result["metrics"]["lambda_max"] == pytest.approx(np.linalg.eigvalsh(symmetric)[-1])
 
