@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from typing import Any
 
 import ml_collections
@@ -26,7 +27,8 @@ DTYPES = ("float32", "bfloat16")
 LOSS_ON = ("last", "window")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine")
-MODES = ("train", "eval")
+MODES = ("train", "eval", "hessian")
+HESSIAN_METHODS = ("exact", "lanczos")
 SHIFT_MOMENTS = ("keep", "reset")  # = looped_jax.train.shift.MOMENTS (not imported: keeps jax out)
 SHIFT_LR = ("keep", "rewarm")
 # Dict-valued keys whose contents are free-form (checked by their own parsers, not the schema).
@@ -99,6 +101,18 @@ def base_config() -> ml_collections.ConfigDict:
   s.moments = "keep"  # optimizer moments at a switch: keep | reset
   s.lr = "keep"  # LR schedule at a switch: keep (continues) | rewarm (restarts at its step 0)
 
+  # Hessian spectra on a fixed probe batch (PAPERS.md §1.4-1.5; analysis/landscape_tracking.py):
+  # hessian/... metrics in metrics.jsonl, all eigenvalues in spectra.jsonl; --mode=hessian too.
+  h = c.hessian = ml_collections.ConfigDict()
+  h.every = 0  # steps between spectra (and one at the end); 0 = off while training
+  h.method = "exact"  # exact: dense float64 eigh of all eigenvalues | lanczos: top_k only
+  h.top_k = 20  # lanczos: eigenvalues kept
+  h.num_iters = 80  # lanczos: steps (~4x top_k for clustered spectra)
+  h.subset = ""  # regex on '/'-joined param paths, e.g. "layers/attn"; "" = all params
+  h.probe_batch_size = 256
+  h.probe_seed = 3  # the probe batch; must differ from data_seed and eval_seed
+  h.eps_fracs = (1e-3, 1e-2)  # river/valley thresholds eps = frac * lambda_max
+
   c.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices on the data axis
 
   # Several runs side by side: name -> nested overrides ({"model": {"num_loops": 3}}); each
@@ -169,6 +183,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.mesh.data == -1 or config.mesh.data > 0,
         f"mesh.data={config.mesh.data} must be -1 (all devices) or a positive device count.")
   validate_shift(config)
+  validate_hessian(config)
   for name, overrides in dict(config.variants).items():
     check(isinstance(overrides, (dict, ml_collections.ConfigDict)),
           f"variants.{name} must be a nested dict of config overrides.")
@@ -189,6 +204,24 @@ def validate_shift(config: ml_collections.ConfigDict) -> None:
     check(every is None or every % t.log_every == 0,
           f"shift.criterion every={every} must be a multiple of train.log_every={t.log_every} "
           f"(transition {k}: the criterion is fed the train signals at log steps).")
+
+
+def validate_hessian(config: ml_collections.ConfigDict) -> None:
+  """Checks the `hessian` section (sizes against the model: when a spectrum is computed)."""
+  h = config.hessian
+  check_choice("hessian.method", h.method, HESSIAN_METHODS)
+  check(h.every >= 0, f"hessian.every={h.every} must be >= 0 (0 = off).")
+  check(1 <= h.top_k <= h.num_iters,
+        f"hessian.top_k={h.top_k} must be in [1, hessian.num_iters={h.num_iters}].")
+  check(h.probe_batch_size > 0, f"hessian.probe_batch_size={h.probe_batch_size} must be positive.")
+  check(h.probe_seed not in (config.data_seed, config.eval_seed),
+        f"hessian.probe_seed={h.probe_seed} must differ from data_seed and eval_seed.")
+  check(len(h.eps_fracs) > 0 and all(0 < f < 1 for f in h.eps_fracs),
+        f"hessian.eps_fracs={tuple(h.eps_fracs)} must be fractions in (0, 1).")
+  try:
+    re.compile(h.subset)
+  except re.error as e:
+    raise ConfigError(f"hessian.subset={h.subset!r} is not a valid regex ({e}).") from None
 
 
 def shift_schedule(config: ml_collections.ConfigDict):

@@ -14,7 +14,9 @@ from looped_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py[:ARG]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "What to do with the config.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "hessian"],
+                          "train; eval: eval.json of the latest checkpoint; hessian: its "
+                          "Hessian spectrum (config.hessian) in hessian.json.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another config's run.")
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from looped_jax.train.metrics import METRICS_FILE, read_jsonl  # noqa: E402
+
+SPECTRA_FILE = "spectra.jsonl"  # = landscape_tracking.SPECTRA_FILE (not imported: keeps jax out)
+# Hessian curves beside the spectra, for the smallest eps fraction a run logged.
+SPECTRUM_CURVES = (("kappa_valley", "kappa(H_valley)"), ("river_dim", "river dimension"),
+                   ("low_valley_inv_sum", "Theorem 1's C = sum 1/lambda"))
 
 # Panels drawn when a run logged them, in this order.
 PANELS = (
@@ -41,6 +47,67 @@ def plot_comparison(run_dirs: dict[str, str], path: str) -> str:
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
   axes[0][0].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def has_spectra(run_dirs: dict[str, str]) -> bool:
+  return any(read_jsonl(os.path.join(d, SPECTRA_FILE)) for d in run_dirs.values())
+
+
+def _eps_suffix(records: list[dict]) -> str | None:
+  fracs = sorted({k.split("@", 1)[1] for r in records for k in r
+                  if k.startswith("hessian/kappa_valley@")}, key=float)
+  return fracs[0] if fracs else None
+
+
+def plot_spectra(run_dirs: dict[str, str], path: str, bins: int = 60) -> str:
+  """Hessian spectra over training, one row per run (Single vs Looped side by side).
+
+  Left: a heatmap, step on x, eigenvalue on y (asinh scale around s = 1e-4 * max|lambda|,
+  so signs, the river near 0 and the steep walls all show), colour = log(1 + count).
+  Top right: kappa(H_valley), river dimension and Theorem 1's C over steps, all runs per panel.
+  """
+  spectra = {n: read_jsonl(os.path.join(d, SPECTRA_FILE)) for n, d in run_dirs.items()}
+  spectra = {n: rs for n, rs in spectra.items() if rs}
+  records = {n: read_jsonl(os.path.join(run_dirs[n], METRICS_FILE)) for n in spectra}
+  top = max(max(abs(v) for r in rs for v in r["eigenvalues"]) for rs in spectra.values())
+  scale = 1e-4 * top if top > 0 else 1.0
+  edges = np.linspace(-np.arcsinh(top / scale), np.arcsinh(top / scale), bins + 1)
+  ncols = 1 + len(SPECTRUM_CURVES)
+  fig, axes = plt.subplots(len(spectra), ncols, figsize=(4.2 * ncols, 3.2 * len(spectra)),
+                           squeeze=False)
+  for row, (name, rs) in enumerate(spectra.items()):
+    steps = [r["step"] for r in rs]
+    counts = np.stack([np.histogram(np.arcsinh(np.asarray(r["eigenvalues"]) / scale), edges)[0]
+                       for r in rs], axis=1)
+    ax = axes[row][0]
+    x = np.arange(len(steps) + 1) - 0.5  # one column per recorded step, evenly spaced
+    mesh = ax.pcolormesh(x, edges, np.log1p(counts), cmap="viridis", shading="flat")
+    ticks = np.arange(len(steps))[:: max(1, len(steps) // 6)]
+    ax.set_xticks(ticks, [str(steps[i]) for i in ticks])
+    yt = np.linspace(edges[0], edges[-1], 7)
+    ax.set_yticks(yt, [f"{v:.2g}" for v in scale * np.sinh(yt)])
+    ax.set_title(f"{name or 'run'}: Hessian spectrum (loops {rs[-1]['loops']})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("eigenvalue (asinh scale)")
+    fig.colorbar(mesh, ax=ax, label="log(1 + count)")
+  for col, (metric, title) in enumerate(SPECTRUM_CURVES, start=1):
+    ax = axes[0][col]  # every run on one axis: the comparison is the point
+    for name, rs in records.items():
+      eps = _eps_suffix(rs)
+      if eps is not None:
+        ax.plot(*curves(rs, f"hessian/{metric}@{eps}"), marker=".", label=name or "run")
+        ax.set_title(f"{title}, eps {eps} lambda_max")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    if metric == "kappa_valley":
+      ax.set_yscale("log")
+    ax.legend()
+    for row in range(1, len(spectra)):
+      axes[row][col].axis("off")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

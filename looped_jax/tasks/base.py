@@ -126,8 +126,11 @@ class RegressionTask(Task):
 
 
 def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-  """[B, n, C] float, [B, n] int -> [B, n] float32 cross-entropy (computed in float32)."""
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  """[B, n, C] float, [B, n] int -> [B, n] cross-entropy in at least float32.
+
+  bfloat16 logits are upcast; float64 ones (float64 Hessians) keep their precision.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
   return -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
 
 

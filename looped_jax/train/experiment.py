@@ -8,6 +8,7 @@ import ml_collections
 
 from looped_jax import config as config_lib
 from looped_jax.analysis import report
+from looped_jax.errors import ConfigError
 from looped_jax.train import trainer
 
 
@@ -23,7 +24,8 @@ def expand(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Config
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
         overwrite: bool = False) -> dict[str, dict[str, float]]:
-  """Trains or evaluates every variant into workdir/<name>; returns name -> final metrics."""
+  """Trains, evaluates (eval.json) or takes the Hessian spectrum (hessian.json) of every
+  variant in workdir/<name>; returns name -> final metrics or spectrum."""
   runs = expand(config)
   for cfg in runs.values():  # all variants valid before any workdir is touched
     trainer.Experiment.build(cfg)
@@ -32,10 +34,26 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
     path = os.path.join(workdir, name) if name else workdir
     if mode == "train":
       results[name] = trainer.train(cfg, path, overwrite=overwrite, prefix=f"[{name}] " if name else "")
-    else:
+    elif mode == "eval":
       results[name] = trainer.evaluate(cfg, path)
+    elif mode == "hessian":
+      results[name] = trainer.hessian(cfg, path)
+      print(f"{name or 'run'}: {_spectrum_line(results[name])}", flush=True)
+    else:
+      raise ConfigError(f"mode={mode!r} must be one of {config_lib.MODES}.")
+  dirs = {n: os.path.join(workdir, n) for n in runs} if len(runs) > 1 else {"": workdir}
   if mode == "train" and len(runs) > 1:
-    png = report.plot_comparison({n: os.path.join(workdir, n) for n in runs},
-                                 os.path.join(workdir, "comparison.png"))
+    png = report.plot_comparison(dirs, os.path.join(workdir, "comparison.png"))
     print(f"comparison plot: {png}", flush=True)
+  if mode == "train" and report.has_spectra(dirs):
+    png = report.plot_spectra(dirs, os.path.join(workdir, "spectra.png"))
+    print(f"spectra plot: {png}", flush=True)
   return results
+
+
+def _spectrum_line(result: dict) -> str:
+  m = result["metrics"]
+  kappa = {k: v for k, v in m.items() if k.startswith("kappa_valley@")}
+  shown = " ".join(f"{k} {v:.4g}" for k, v in sorted(kappa.items()))
+  return (f"step {result['step']} loops {result['loops']}: {len(result['eigenvalues'])} "
+          f"eigenvalues, lambda_max {m['lambda_max']:.4g}, {shown} -> hessian.json")

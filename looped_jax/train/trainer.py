@@ -29,6 +29,7 @@ import numpy as np
 
 from looped_jax import config as config_lib
 from looped_jax import models, tasks
+from looped_jax.analysis import landscape_tracking
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import metrics as metrics_lib
@@ -62,6 +63,7 @@ class Experiment:
     mesh = sharding.make_mesh(config.mesh, devices)
     sharding.check_batch(config.train.batch_size, mesh, "train.batch_size")
     sharding.check_batch(config.eval.batch_size, mesh, "eval.batch_size")
+    sharding.check_batch(config.hessian.probe_batch_size, mesh, "hessian.probe_batch_size")
     check(config.train.checkpoint_every % config.train.log_every == 0,
           f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
           f"train.log_every={config.train.log_every} (the loss is checked before each save).")
@@ -109,6 +111,11 @@ class Experiment:
     sample = self.sampler(e.batch_size)
     key = jax.random.key(self.config.eval_seed)
     return [sample(jax.random.fold_in(key, i), EVAL_CURRICULUM_STEP) for i in range(e.num_batches)]
+
+  @functools.cached_property
+  def probe(self) -> landscape_tracking.Probe:
+    """Hessian spectra on the fixed probe batch (config.hessian)."""
+    return landscape_tracking.Probe(self)
 
   def eval_loop_counts(self) -> list[int]:
     stages = self.schedule.loops if self.schedule else ()  # every stage's own loop count
@@ -179,6 +186,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
       print(f"{prefix}resumed from the checkpoint at step {latest}", flush=True)
   step = int(state["step"])
   writer = metrics_lib.MetricWriter(workdir, resume_step=step)
+  spectra = landscape_tracking.SpectraWriter(workdir, resume_step=step)
   progress = metrics_lib.Progress(t.num_steps, step, prefix=prefix,
                                   stream=open(os.devnull, "w") if quiet else None)
   sample = exp.sampler(t.batch_size)
@@ -218,6 +226,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         clock.restart()  # eval time is not training time
         writer.write(step, final_eval | (_shift_eval(exp, run, step, final_eval, signals)
                                          if run is not None else {}))
+      if config.hessian.every and (step % config.hessian.every == 0 or last):
+        clock.split(state)
+        result = exp.probe.spectrum(state["params"])
+        clock.restart()  # nor is the Hessian
+        writer.write(step, landscape_tracking.metric_scalars(result))
+        spectra.write(step, result)
       if run is not None:
         state = _observe_shift(exp, run, clock, state, step, signals)
         if last:
@@ -307,16 +321,36 @@ def _mean_metrics(pending: list[dict], step: int) -> dict[str, float]:
   return out
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Evaluates the latest checkpoint in `workdir`; writes eval.json there."""
-  exp = Experiment.build(config)
+def _restore_latest(exp: Experiment, workdir: str) -> tuple[int, dict]:
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   latest = ckpt.latest_step()
   if latest is None:
+    ckpt.close()
     raise ConfigError(f"no checkpoint in {workdir}/checkpoints; train first (--mode=train).")
   state, _ = ckpt.restore(latest, exp.initial_state())
   ckpt.close()
+  return latest, state
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the latest checkpoint in `workdir`; writes eval.json there."""
+  exp = Experiment.build(config)
+  latest, state = _restore_latest(exp, workdir)
   result = {"step": latest} | exp.evaluate(state["params"])
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
+  return result
+
+
+def hessian(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """The Hessian spectrum (config.hessian) of the latest checkpoint in `workdir`.
+
+  Writes hessian.json there: step, loops, subset, method, paths, all computed eigenvalues
+  (ascending) and their river/valley metrics. Runs whatever hessian.every is.
+  """
+  exp = Experiment.build(config)
+  latest, state = _restore_latest(exp, workdir)
+  result = {"step": latest} | exp.probe.spectrum(state["params"])
+  with open(os.path.join(workdir, landscape_tracking.RESULT_FILE), "w") as f:
+    json.dump(result, f, indent=1, sort_keys=True)
   return result

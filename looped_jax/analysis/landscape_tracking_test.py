@@ -1,0 +1,86 @@
+"""Probe spectra: Looped at L=1 is Single-Attn exactly; size limit; lanczos path; settings."""
+
+import dataclasses
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
+from helpers import tiny_config  # noqa: E402
+
+from looped_jax import config as config_lib  # noqa: E402
+from looped_jax import models  # noqa: E402
+from looped_jax.analysis import hessian as hessian_lib  # noqa: E402
+from looped_jax.analysis import landscape_tracking  # noqa: E402
+from looped_jax.errors import ConfigError  # noqa: E402
+from looped_jax.train import trainer  # noqa: E402
+
+
+def tiny(num_loops: int, **hessian):
+  config = tiny_config(model={"d_model": 8, "num_loops": num_loops},
+                       hessian={"probe_batch_size": 8} | hessian)
+  config.task.length = 8
+  return config
+
+
+@pytest.fixture(scope="module")
+def looped():
+  return trainer.Experiment.build(tiny(3))  # the task's calibration is paid once
+
+
+def variant(exp, config):
+  """exp with another config and a model built from it (same task, probe batch)."""
+  graphdef, params = models.build(config.model, exp.task, config.seed)
+  other = dataclasses.replace(exp, config=config, graphdef=graphdef, params=params)
+  return landscape_tracking.Probe(other, batch=exp.probe.batch), params
+
+
+def dense(probe, params, loops, subset=None):
+  with jax.enable_x64(True):
+    op = hessian_lib.hessian_operator(probe.loss_fn(loops, True), params, subset,
+                                      batch=probe.batch, dtype=jnp.float64)
+    return np.asarray(hessian_lib.dense_hessian(op))
+
+
+def test_looped_at_one_loop_has_the_single_layer_hessian(looped):
+  single, single_params = variant(looped, tiny(1, subset="layers"))
+  params = looped.params  # same seed and shapes: one param tree for both
+  assert jax.tree.all(jax.tree.map(np.array_equal, params, single_params))
+  dim = models.count_params(params["layers"])
+  h_looped = dense(looped.probe, params, 1, "layers")  # the whole layer stack, float64
+  h_single = dense(single, params, 1, "layers")
+  assert h_looped.dtype == np.float64 and h_looped.shape == (dim, dim)
+  scale = np.abs(h_single).max()
+  np.testing.assert_allclose(h_looped, h_single, rtol=0, atol=1e-12 * scale)
+  # The tracked spectrum at the single model's loop count is that matrix's eigenvalues.
+  result = single.spectrum(params)
+  symmetric = 0.5 * (h_single + h_single.T)
+  np.testing.assert_allclose(result["eigenvalues"], np.linalg.eigvalsh(symmetric), rtol=0,
+                             atol=1e-8 * scale)  # chunked HVP columns vs jax.hessian
+  assert result["loops"] == 1 and result["metrics"]["num_eigenvalues"] == dim
+  assert result["metrics"]["lambda_max"] == pytest.approx(np.linalg.eigvalsh(symmetric)[-1])
+
+
+def test_exact_refuses_large_subsets_and_lanczos_gives_top_k(looped, monkeypatch):
+  exact, _ = variant(looped, tiny(3, subset="layers/attn/qkv"))
+  monkeypatch.setattr(landscape_tracking, "MAX_EXACT_DIM", 100)
+  with pytest.raises(ConfigError, match="exceeds the limit"):
+    exact.spectrum(looped.params)
+  lz, _ = variant(looped, tiny(3, subset="layers/attn/qkv", method="lanczos", top_k=3,
+                               num_iters=12))
+  result = lz.spectrum(looped.params)
+  assert len(result["eigenvalues"]) == 3
+  assert result["paths"] == ["layers/attn/qkv/bias", "layers/attn/qkv/kernel"]
+  assert result["eigenvalues"] == sorted(result["eigenvalues"])
+
+
+@pytest.mark.parametrize("key,value", [
+    ("method", "power"), ("probe_seed", 1), ("subset", "("), ("eps_fracs", (0.0,)),
+    ("top_k", 100), ("every", -1)])
+def test_bad_hessian_settings_are_one_sentence(key, value):
+  with pytest.raises(ConfigError, match=rf"hessian\.{key}"):
+    config_lib.validate(tiny_config(hessian={key: value}))
