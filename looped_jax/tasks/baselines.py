@@ -23,8 +23,9 @@ the few Lasso problems coordinate descent leaves unsolved.
   relu_net_gd     relu_net_gd(hidden=100, ...)   Garg's GDModel: 2-layer ReLU net, Adam
 
 Cost on 2000 prompts, d = 20, n = 41 (2 shared CPU cores): least squares, ridge, averaging and
-k-NN well under a second each; Lasso seconds to a minute (small alpha is slowest); trees about a
-minute at n = 101; the GD network ~1 s per prompt on CPU (use a GPU). XGBoost is not included.
+k-NN under a second each; Lasso from seconds (alpha = 1) to about two minutes (alpha = 1e-4);
+trees (n = 101) about two minutes; the GD network ~1 s per prompt on CPU (use a GPU). XGBoost
+is not included.
 """
 
 from __future__ import annotations
