@@ -407,7 +407,8 @@ def _grow_path(xs, query, x_sorted, y_sorted, order, member, max_depth):
   while live.size and (max_depth is None or depth < max_depth):
     m = np.take_along_axis(member[live][:, :, None], order[live], axis=1)  # [L, n, d] sorted
     xv, yv = x_sorted[live], y_sorted[live] * m
-    cnt, s1, s2 = np.cumsum(m, axis=1), np.cumsum(yv, axis=1), np.cumsum(yv * yv, axis=1)  # y^2 on members
+    # Counts, sums of y and of y^2 over members up to each sorted position (yv is masked).
+    cnt, s1, s2 = np.cumsum(m, axis=1), np.cumsum(yv, axis=1), np.cumsum(yv * yv, axis=1)
     tot, t1, t2 = cnt[:, -1:], s1[:, -1:], s2[:, -1:]
     with np.errstate(divide="ignore", invalid="ignore"):
       sse = (s2 - s1**2 / cnt) + ((t2 - s2) - (t1 - s1)**2 / (tot - cnt))
