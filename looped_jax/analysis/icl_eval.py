@@ -233,18 +233,7 @@ def plot_error_curves(model_curves: Mapping[str, Curve], baseline_curves: Mappin
       ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
   ax.set_xlabel("in-context examples k")
   ax.set_ylabel("squared error / normaliser")
-  if logy:
-    ax.set_yscale("log")
-  if ylim is not None:
-    ax.set_ylim(*ylim)
-  if title:
-    ax.set_title(title)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  if path is not None:
-    fig.savefig(path, dpi=120)
-  return fig
+  return _finish(fig, ax, path, logy=logy, ylim=ylim, title=title)
 
 
 def plot_error_vs_loops(curves: Mapping[str, Mapping[int, Curve]], k: int,
@@ -268,8 +257,15 @@ def plot_error_vs_loops(curves: Mapping[str, Mapping[int, Curve]], k: int,
                 ha="right", va="bottom", fontsize=7, color="gray")
   ax.set_xlabel("loops")
   ax.set_ylabel(f"squared error / normaliser at k = {k}")
+  return _finish(fig, ax, path, logy=logy, title=title)
+
+
+def _finish(fig, ax, path, *, logy, title, ylim=None):
+  """Shared styling of the ICL plots; saves to `path` when given and returns the Figure."""
   if logy:
     ax.set_yscale("log")
+  if ylim is not None:
+    ax.set_ylim(*ylim)
   if title:
     ax.set_title(title)
   ax.grid(alpha=0.3)
