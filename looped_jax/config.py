@@ -66,6 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.final_norm = True  # LayerNorm before the head (skipped when norm_in_loop already did it)
   m.max_len = 0  # 0: the task's sequence length
   m.remat = "none"  # rematerialisation policy of one loop body
+  m.unroll = 0  # gradient windows of at most this many loops run unrolled (faster, longer compile)
   m.dtype = "float32"  # compute dtype; parameters stay float32
 
   t = c.train = ml_collections.ConfigDict()
@@ -157,6 +158,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check_choice("train.schedule", t.schedule, SCHEDULES)
   for key in ("d_model", "num_heads", "num_layers", "num_loops", "mlp_ratio"):
     check(int(m[key]) > 0, f"model.{key}={m[key]} must be a positive integer.")
+  check(int(m.unroll) >= 0, f"model.unroll={m.unroll} must be >= 0 (0 = never unroll).")
   check(m.d_model % m.num_heads == 0,
         f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
   check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1).")

@@ -10,7 +10,10 @@ Single-Attn is k=1, L=1; Looped-Attn k=1, L>1; a standard N-layer transformer k=
 L is a call argument, so one parameter tree runs at any loop count. Loops run under
 `jax.lax.scan` (the compiled size does not grow with L) and the k layers under an inner
 scan over their stacked parameters. The first L - T loops can run under stop_gradient
-(truncated backprop, Yang et al.), and the last T loops can each emit a read-out.
+(truncated backprop, Yang et al.), and the last T loops can each emit a read-out. A window of
+at most `unroll` loops is unrolled into straight-line code instead (faster on CPU: a scan's
+backward pass stacks every loop's residuals into buffers it must zero, fill and slice; costs
+compile time linear in T). A single layer is applied without the inner scan.
 
 Injection: none | add (f(h + e), Yang) | concat (f(W[h; e]), recall) | internal (W_x e added
 to the MLP input inside every block, Labovich). Outer norm: `state_norm="rms"` normalises the
@@ -67,6 +70,7 @@ class ModelSpec:
   norm_in_loop: bool = False
   final_norm: bool = True
   remat: str = "none"
+  unroll: int = 0
   dtype: str = "float32"
 
   @property
@@ -158,7 +162,10 @@ class LoopedTransformer(nnx.Module):
       return block(h, key_i if key is not None else None, recall=recall,
                    modulation=modulation), None
 
-    h, _ = jax.lax.scan(apply_layer, h, (layer_params, keys))
+    if self.spec.num_layers == 1:  # no inner loop: XLA would stack its residuals in buffers
+      h, _ = apply_layer(h, jax.tree.map(lambda x: x[0], (layer_params, keys)))
+    else:
+      h, _ = jax.lax.scan(apply_layer, h, (layer_params, keys))
     if self.spec.norm_in_loop:
       h = self.ln_f(h)
     if self.spec.state_norm == "rms":  # outer normalisation (Labovich): RMSNorm, no affine
@@ -196,7 +203,15 @@ class LoopedTransformer(nnx.Module):
       h = loop(h, t)
       return h, (self.readout(h) if per_loop else None)
 
-    h, outs = jax.lax.scan(emit, h, jnp.arange(num_loops - window, num_loops))
+    ts = jnp.arange(num_loops - window, num_loops)
+    if window <= self.spec.unroll:  # straight-line code: no stacked residual buffers
+      outs = []
+      for i in range(window):
+        h, out = emit(h, ts[i])
+        outs.append(out)
+      outs = jnp.stack(outs) if per_loop else None
+    else:
+      h, outs = jax.lax.scan(emit, h, ts)
     return outs if per_loop else self.readout(h)
 
   def trajectory(self, inputs: jax.Array, num_loops: int) -> jax.Array:
