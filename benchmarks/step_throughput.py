@@ -176,7 +176,7 @@ def main():
   gflop = step_flops(exp, loops) / 1e9
   result = {"framework": "jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
             **shape(args), "remat": args.remat, "dtype": args.dtype,
-            "unroll": cfg.model.unroll, "gflop_per_step": gflop}
+            "unroll": cfg.model.get("unroll", 0), "gflop_per_step": gflop}
   if args.steps > 0:  # --steps 0: memory and/or peak only
     timing = time_steps(exp, loops, args.warmup, args.steps)
     median = statistics.median(timing["times"])
