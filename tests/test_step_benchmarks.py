@@ -1,0 +1,43 @@
+"""The step benchmarks run end to end at a tiny size and report self-consistent numbers."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+TINY = ["--d_model=16", "--heads=2", "--loops=3", "--window=2", "--batch=4", "--points=5",
+        "--dims=3", "--warmup=1", "--steps=2"]
+
+
+def run(script, *args):
+  out = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", script), *args],
+                       cwd=REPO, text=True, capture_output=True, timeout=300,
+                       env=dict(os.environ))
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = out.stdout.strip().splitlines()
+  assert len(lines) == 1, out.stdout  # the contract: one JSON line on stdout
+  return json.loads(lines[0])
+
+
+def test_jax_step_throughput_reports_one_consistent_line():
+  r = run("step_throughput.py", *TINY)
+  assert (r["model"], r["loops"], r["window"], r["d_model"]) == ("looped", 3, 2, 16)
+  assert r["median_s"] > 0 and len(r["times_s"]) == 2
+  assert r["steps_per_s"] == pytest.approx(1 / r["median_s"])
+  assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / r["median_s"])
+  standard = run("step_throughput.py", *TINY, "--model=standard", "--layers=2")
+  assert (standard["loops"], standard["window"], standard["layers"]) == (1, 1, 2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                    reason="the optional `torch` extra is not installed")
+def test_torch_baseline_counts_the_same_flops():
+  jax_result = run("step_throughput.py", *TINY, "--steps=1")
+  torch_result = run("torch_step.py", *TINY)
+  assert torch_result["gflop_per_step"] == jax_result["gflop_per_step"]
+  assert torch_result["median_s"] > 0
