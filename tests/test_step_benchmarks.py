@@ -30,8 +30,20 @@ def test_jax_step_throughput_reports_one_consistent_line():
   assert r["median_s"] > 0 and len(r["times_s"]) == 2
   assert r["steps_per_s"] == pytest.approx(1 / r["median_s"])
   assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / r["median_s"])
-  standard = run("step_throughput.py", *TINY, "--model=standard", "--layers=2")
-  assert (standard["loops"], standard["window"], standard["layers"]) == (1, 1, 2)
+
+
+def test_standard_model_runs_its_layers_once():
+  sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+  import argparse
+  import step_throughput
+  parser = argparse.ArgumentParser()
+  step_throughput.add_model_flags(parser)
+  args = parser.parse_args([*TINY, "--model=standard", "--layers=2"])
+  args.remat, args.dtype, args.unroll = "none", "float32", -1
+  c = step_throughput.yang_config(args)
+  assert (c.model.num_layers, c.model.num_loops, c.model.injection) == (2, 1, "none")
+  assert (c.train.grad_loops, c.train.loss_on) == (0, "last")
+  assert step_throughput.shape(args)["loops"] == 1
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
