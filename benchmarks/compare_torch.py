@@ -1,14 +1,15 @@
-"""looped_jax vs the PyTorch baseline, alternating processes A B A B, and the speed ratio.
+"""looped_jax vs the PyTorch baseline: one process pair, steps alternating A B A B.
 
-  flock /work/cpu.lock python benchmarks/compare_torch.py [--rounds 2] [model flags]
-      [--save NAME]
+  flock /work/cpu.lock python benchmarks/compare_torch.py [model flags] [--steps 10]
+      [--save NAME] [-- JAX-only flags, e.g. --remat full]
 
-Runs benchmarks/step_throughput.py (A, JAX) and benchmarks/torch_step.py (B, PyTorch) as
-fresh subprocesses in turn, --rounds times each, with the same model flags, so slow drifts of
-a shared machine hit both alike. ratio = torch median s/step / JAX median s/step over the
-pooled per-process medians (> 1: JAX is faster); each round's ratio is reported too. Extra
-flags after `--` go to the JAX process only (e.g. `-- --remat full`). Prints one JSON line;
---save NAME also writes benchmarks/results/NAME.json.
+Starts benchmarks/step_throughput.py (A, JAX) and benchmarks/torch_step.py (B, PyTorch) as two
+worker processes with the same model flags and --serve; once both have compiled and warmed up,
+asks them for one train step at a time, A B A B ..., --steps times each, so that load drifts
+of a shared machine hit both sides alike (the other worker idles meanwhile). ratio = torch
+median s/step / JAX median s/step (> 1: JAX is faster); the median of the per-pair ratios and
+the ratio of process CPU seconds per step are reported too. Prints one JSON line; --save NAME
+also writes benchmarks/results/NAME.json.
 """
 
 from __future__ import annotations
@@ -25,13 +26,32 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 MODEL_FLAGS = ("model", "layers", "loops", "window", "d_model", "heads", "batch", "points",
-               "dims", "warmup", "steps")
+               "dims", "warmup")
 
 
-def run(script: str, flags: list[str]) -> dict:
-  out = subprocess.run([sys.executable, str(HERE / script), *flags], check=True,
-                       capture_output=True, text=True, env=os.environ.copy())
-  return json.loads(out.stdout.strip().splitlines()[-1])
+class Worker:
+  """One benchmark process in --serve mode."""
+
+  def __init__(self, script: str, flags: list[str]):
+    self.proc = subprocess.Popen([sys.executable, str(HERE / script), *flags, "--serve"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 env=os.environ.copy())
+
+  def read(self) -> dict:
+    line = self.proc.stdout.readline()
+    if not line:
+      raise RuntimeError(f"worker {self.proc.args[1]} exited with {self.proc.wait()}")
+    return json.loads(line)
+
+  def send(self, command: str) -> dict:
+    self.proc.stdin.write(command + "\n")
+    self.proc.stdin.flush()
+    return self.read()
+
+  def finish(self) -> dict:
+    result = self.send("done")
+    self.proc.wait()
+    return result
 
 
 def main():
@@ -39,34 +59,36 @@ def main():
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   add_model_flags(parser)
-  parser.add_argument("--rounds", type=int, default=2)
   parser.add_argument("--save", default="")
   args, jax_extra = parser.parse_known_args()
   jax_extra = [f for f in jax_extra if f != "--"]
   flags = [f"--{k}={getattr(args, k)}" for k in MODEL_FLAGS]
-  runs = {"jax": [], "torch": []}
-  for r in range(args.rounds):
-    for name, script, extra in (("jax", "step_throughput.py", jax_extra),
-                                ("torch", "torch_step.py", [])):
-      res = run(script, flags + extra)
-      runs[name].append(res)
-      print(f"round {r} {name}: {res['median_s']:.4f} s/step, {res['gflop_per_s']:.1f} GFLOP/s",
-            file=sys.stderr, flush=True)
-  med = {k: statistics.median(r["median_s"] for r in v) for k, v in runs.items()}
+  workers = {"jax": Worker("step_throughput.py", flags + jax_extra),
+             "torch": Worker("torch_step.py", flags)}
+  for w in workers.values():  # both compiled and warmed up before any timed step
+    assert w.read()["ready"]
+  for i in range(args.steps):
+    for name, w in workers.items():
+      t = w.send("step")["seconds"]
+      print(f"pair {i} {name}: {t:.4f} s", file=sys.stderr, flush=True)
+  final = {name: w.finish() for name, w in workers.items()}
+  jax_r, torch_r = final["jax"], final["torch"]
+  pairs = [t / j for j, t in zip(jax_r["times_s"], torch_r["times_s"])]
   result = {
-      "shape": {k: runs["jax"][0][k] for k in ("model", "layers", "loops", "window", "d_model",
-                                               "heads", "batch", "points", "dims")},
+      "shape": {k: jax_r[k] for k in ("model", "layers", "loops", "window", "d_model", "heads",
+                                      "batch", "points", "dims")},
       "jax_extra_flags": jax_extra, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-      "order": "A B " * args.rounds, "steps_per_process": args.steps, "warmup": args.warmup,
-      "jax_median_s": med["jax"], "torch_median_s": med["torch"],
-      "jax_gflop_per_s": runs["jax"][0]["gflop_per_step"] / med["jax"],
-      "torch_gflop_per_s": runs["torch"][0]["gflop_per_step"] / med["torch"],
-      "gflop_per_step": runs["jax"][0]["gflop_per_step"],
-      "ratio_torch_over_jax_time": med["torch"] / med["jax"],
-      "round_ratios": [t["median_s"] / j["median_s"] for j, t in zip(runs["jax"], runs["torch"])],
-      "versions": {"jax": runs["jax"][0]["jax"], "torch": runs["torch"][0]["torch"],
-                   "torch_threads": runs["torch"][0]["threads"]},
-      "runs": runs,
+      "order": "one process pair, steps A B A B", "steps": args.steps, "warmup": args.warmup,
+      "gflop_per_step": jax_r["gflop_per_step"],
+      "jax_median_s": jax_r["median_s"], "torch_median_s": torch_r["median_s"],
+      "jax_gflop_per_s": jax_r["gflop_per_s"], "torch_gflop_per_s": torch_r["gflop_per_s"],
+      "ratio_torch_over_jax_time": torch_r["median_s"] / jax_r["median_s"],
+      "median_pair_ratio": statistics.median(pairs),
+      "ratio_torch_over_jax_cpu_time": torch_r["median_cpu_s"] / jax_r["median_cpu_s"],
+      "versions": {"jax": jax_r["jax"], "torch": torch_r["torch"],
+                   "torch_threads": torch_r["threads"]},
+      "load_average": os.getloadavg(),
+      "runs": final,
   }
   if args.save:
     from common import write_result  # noqa: PLC0415

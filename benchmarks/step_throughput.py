@@ -60,6 +60,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--dims", type=int, default=20, help="input dimension d")
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--serve", action="store_true",
+                      help="time one step per `step` line on stdin (compare_torch.py)")
 
 
 def shape(args) -> dict:
@@ -98,24 +100,55 @@ def step_flops(exp: trainer.Experiment, loops: int) -> int:
   return flops.train_step(spec, t.batch_size, exp.task.seq_len, loops, t.grad_loops, t.loss_on)
 
 
-def time_steps(exp: trainer.Experiment, loops: int, warmup: int, steps: int) -> dict:
-  """Seconds of each timed step (after compile + warm-up) on one fixed on-device batch."""
+def run_steps(step_fn, args) -> dict:
+  """--warmup untimed calls of step_fn (which returns once the step is done), then --steps
+  timed ones; with --serve, one timed step per `step` line on stdin, each answered with a
+  JSON line, until `done` (the protocol of compare_torch.py, which alternates two workers).
+  Returns wall and process-CPU seconds per timed step."""
+  for _ in range(args.warmup):
+    step_fn()
+
+  def timed():
+    wall, cpu = time.perf_counter(), time.process_time()
+    step_fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+  if not args.serve:
+    pairs = [timed() for _ in range(args.steps)]
+  else:
+    print(json.dumps({"ready": True}), flush=True)
+    pairs = []
+    for line in sys.stdin:
+      if line.strip() != "step":
+        break
+      pairs.append(timed())
+      print(json.dumps({"seconds": pairs[-1][0], "cpu_seconds": pairs[-1][1]}), flush=True)
+  return {"times": [w for w, _ in pairs], "cpu_times": [c for _, c in pairs]}
+
+
+def time_steps(exp: trainer.Experiment, loops: int, args) -> dict:
+  """Times the compiled step (after compile + warm-up) on one fixed on-device batch."""
   step = exp.train_step(loops)
   state = exp.initial_state()
   batch = exp.sampler(exp.config.train.batch_size)(jax.random.key(0), 0)
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
-  for _ in range(warmup):
-    state, metrics = compiled(state, batch)
-    jax.block_until_ready(metrics)
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    state, metrics = compiled(state, batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return {"compile_s": compile_s, "times": times, "loss": float(metrics["loss"])}
+  last = {"state": state}
+
+  def step_fn():
+    last["state"], last["metrics"] = compiled(last["state"], batch)
+    jax.block_until_ready(last["metrics"])
+
+  timing = run_steps(step_fn, args)
+  return timing | {"compile_s": compile_s, "loss": float(last["metrics"]["loss"])}
+
+
+def summary(times: list[float], cpu_times: list[float], gflop: float) -> dict:
+  median = statistics.median(times)
+  return {"median_s": median, "steps_per_s": 1 / median, "gflop_per_s": gflop / median,
+          "median_cpu_s": statistics.median(cpu_times),
+          "times_s": [round(t, 4) for t in times]}
 
 
 def matmul_peak(sizes=(2048, 3072), repeats: int = 5) -> dict:
@@ -177,12 +210,10 @@ def main():
   result = {"framework": "jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
             **shape(args), "remat": args.remat, "dtype": args.dtype,
             "unroll": cfg.model.get("unroll", 0), "gflop_per_step": gflop}
-  if args.steps > 0:  # --steps 0: memory and/or peak only
-    timing = time_steps(exp, loops, args.warmup, args.steps)
-    median = statistics.median(timing["times"])
-    result |= {"median_s": median, "steps_per_s": 1 / median, "gflop_per_s": gflop / median,
-               "compile_s": timing["compile_s"],
-               "times_s": [round(t, 4) for t in timing["times"]], "final_loss": timing["loss"]}
+  if args.steps > 0 or args.serve:  # --steps 0: memory and/or peak only
+    timing = time_steps(exp, loops, args)
+    result |= summary(timing["times"], timing["cpu_times"], gflop)
+    result |= {"compile_s": timing["compile_s"], "final_loss": timing["loss"]}
   if args.peak:
     result |= matmul_peak()
     if "gflop_per_s" in result:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import sys
 import time
 
@@ -34,7 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from step_throughput import add_model_flags, shape  # noqa: E402
+from step_throughput import add_model_flags, run_steps, shape, summary  # noqa: E402
 
 from looped_jax import models  # noqa: E402  (FLOP count only; no JAX computation runs)
 from looped_jax.models import flops  # noqa: E402
@@ -126,33 +125,27 @@ def main():
   inputs = interleave(xs, ys)
   inject = args.model == "looped"
 
+  last = {}
+
   def step():
     preds = model(inputs, s["loops"], s["window"], inject)  # [R, B, 2k]
     loss = ((preds[:, :, 0::2] - ys) ** 2).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.item()
+    last["loss"] = loss.item()  # also waits for the step
 
-  for _ in range(args.warmup):
-    step()
-  times = []
-  for _ in range(args.steps):
-    start = time.perf_counter()
-    loss = step()
-    times.append(time.perf_counter() - start)
+  timing = run_steps(step, args)
 
   spec = models.ModelSpec(input_kind="vectors", vocab_size=args.dims, output_dim=1,
                           max_len=2 * args.points, d_model=args.d_model, num_heads=args.heads,
                           num_layers=args.layers, injection="add" if inject else "none")
   gflop = flops.train_step(spec, args.batch, 2 * args.points, s["loops"],
                            s["window"] if inject else 0, "window" if inject else "last") / 1e9
-  median = statistics.median(times)
   print(json.dumps({"framework": "torch", "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "device": "cpu", **s,
-                    "median_s": median, "steps_per_s": 1 / median, "gflop_per_step": gflop,
-                    "gflop_per_s": gflop / median, "times_s": [round(t, 4) for t in times],
-                    "final_loss": loss}), flush=True)
+                    "gflop_per_step": gflop, **summary(timing["times"], timing["cpu_times"], gflop),
+                    "final_loss": last["loss"]}), flush=True)
 
 
 if __name__ == "__main__":
