@@ -26,6 +26,10 @@ ReLU nets) / 5000 steps, loops +2 / 500 steps, 12-layer baseline. CPU: D = 64, 4
 5e-4 with global-norm clipping 1, batch 64, 1000 steps, dims and points curricula done by step
 500, loops +5 / 200 steps (fewer loop counts = fewer compiles), 6-layer baseline.
 
+`--mode=eval` writes the ICL report of each variant (analysis/icl_report.py): error vs k at b
+loops with the task's baselines on the eval settings, error vs loops 1 .. 10b (500 at full
+scale), JSON + PNG, and the variants side by side in the workdir.
+
 Commands (train, then the ICL report: error vs k and vs loops with baselines, JSON + PNG):
   python -m looped_jax.main --config=configs/yang_icl.py:linear_regression --workdir=runs/yang_lr
   python -m looped_jax.main --config=configs/yang_icl.py:linear_regression --workdir=runs/yang_lr \
@@ -98,6 +102,20 @@ def get_config(arg: str = "linear_regression"):
   c.eval.batch_size = 256
   c.eval.num_batches = 4 if full else 2
   c.eval.loops = (2 * b,) if full else ()  # the loop sweep is --mode=eval's job
+  # --mode=eval's ICL report. CPU: fewer prompts, four settings, and no GD-trained net (about a
+  # second per prompt on the CPU); Lasso at three alphas, on two settings, for sparse LR.
+  c.eval.icl_prompts = 1280 if full else 640
+  c.eval.icl_max_loops = 500 if full else 10 * b  # the paper reads its models at 500 loops
+  if full:
+    c.eval.icl_settings = ("all",)
+  elif task == "sparse_linear_regression":
+    c.eval.icl_settings = ("standard", "scale_x=2")
+    c.eval.icl_baselines = ("zero", "least_squares", "averaging", "lasso_alpha=0.1",
+                            "lasso_alpha=0.01", "lasso_alpha=0.001")
+  else:
+    c.eval.icl_settings = ("standard", "skewed", "scale_x=2", "noisy_y")
+    if task == "relu2nn":
+      c.eval.icl_baselines = ("zero", "least_squares", "3nn", "averaging")
   variants = {
       "looped": {},
       "standard": {"model": {"num_layers": 12 if full else 6, "num_loops": 1,
