@@ -23,8 +23,8 @@ Prompts: x ~ N(0, I_d), interleaved (x_i, [y_i, 0..0]); dims, points and loop cu
 (b, T) as in the paper's plotted runs (§2.6; the LR launch script says b = 30). Full: D = 256,
 8 heads, Adam 1e-4, batch 64, 500k steps, dims +1 / 5000 steps, points +2 (+5 for trees and
 ReLU nets) / 5000 steps, loops +2 / 500 steps, 12-layer baseline. CPU: D = 64, 4 heads, Adam
-5e-4 with global-norm clipping 1, batch 64, 1000 steps, dims and points curricula done by step
-500, loops +5 / 200 steps (fewer loop counts = fewer compiles), 6-layer baseline.
+5e-4 with global-norm clipping 1, batch 64, 500 steps, dims and points curricula done by step
+250, loops +5 / 100 steps (fewer loop counts = fewer compiles), 6-layer baseline.
 
 `--mode=eval` writes the ICL report of each variant (analysis/icl_report.py): error vs k at b
 loops with the task's baselines on the eval settings, error vs loops 1 .. 10b (500 at full
@@ -77,7 +77,7 @@ def get_config(arg: str = "linear_regression"):
   (b, window), points = _TASKS[task][0 if full else 1], _TASKS[task][2]
   d = 20 if full else 10
   n_points = points[0] if full else points[1]
-  interval = 5000 if full else 100
+  interval = 5000 if full else 50
   c = base_config()
   c.task = tasks.default_config(
       task, n_dims=d, n_points=n_points, dims_start=5, dims_inc=1, dims_interval=interval,
@@ -89,22 +89,22 @@ def get_config(arg: str = "linear_regression"):
   m.injection, m.init_state = "add", "zeros"
   m.position_in_loop, m.norm_in_loop = True, True
   t = c.train
-  t.num_steps = 500_000 if full else 1000
+  t.num_steps = 500_000 if full else 500
   t.batch_size = 64
   t.learning_rate = 1e-4 if full else 5e-4
   t.grad_clip = 0.0 if full else 1.0
   t.grad_loops, t.loss_on = window, "window"
   t.loop_curriculum = {"start": window, "increment": 2 if full else 5,
-                       "every": 500 if full else 200}
+                       "every": 500 if full else 100}
   t.log_every = 100 if full else 50
   t.checkpoint_every = 10_000 if full else 500
-  c.eval.every = 10_000 if full else 1000
+  c.eval.every = 10_000 if full else 500
   c.eval.batch_size = 256
   c.eval.num_batches = 4 if full else 2
   c.eval.loops = (2 * b,) if full else ()  # the loop sweep is --mode=eval's job
   # --mode=eval's ICL report. CPU: fewer prompts, four settings, and no GD-trained net (about a
   # second per prompt on the CPU); Lasso at three alphas, on two settings, for sparse LR.
-  c.eval.icl_prompts = 1280 if full else 640
+  c.eval.icl_prompts = 1280 if full else 320
   c.eval.icl_max_loops = 500 if full else 10 * b  # the paper reads its models at 500 loops
   if full:
     c.eval.icl_settings = ("all",)
