@@ -2,7 +2,8 @@
 
   python benchmarks/step_throughput.py [--model=looped|standard] [--layers 1] [--loops 20]
       [--window 10] [--d_model 256] [--heads 8] [--batch 64] [--points 41] [--dims 20]
-      [--warmup 2] [--steps 10] [--remat none] [--peak] [--memory] [--save NAME]
+      [--warmup 2] [--steps 10] [--remat none] [--unroll U] [--peak] [--memory] [--serve]
+      [--save NAME]
 
 The model is built from configs/yang_linear_regression.py (looped: one GPT-2 block applied
 --loops times with input injection, position embedding and ln_f inside every loop, loss on the
@@ -16,7 +17,8 @@ Prints one JSON line: median seconds per step after --warmup steps, steps/s, mod
 step (looped_jax.models.flops: matmuls only, forward of all loops + backward of the window)
 and achieved GFLOP/s. --peak also times a large jitted float32 matmul (this device's matmul
 peak under JAX) and reports the fraction achieved; --memory adds the compiled memory analysis
-of the step at 8 and 64 loops (--steps 0 skips the timing). --save NAME writes
+of the step at 8 and 64 loops (--steps 0 skips the timing). --serve times one step per
+`step` line on stdin instead (compare_torch.py's worker mode). --save NAME writes
 benchmarks/results/NAME.json as well.
 Anything else goes to stderr.
 """

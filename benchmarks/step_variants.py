@@ -132,7 +132,8 @@ def main():
   names = args.variants.split(",")
   unknown = set(names) - set(ATTENTION) - set(CONFIG)
   if unknown:
-    parser.error(f"unknown variants {sorted(unknown)}; choose from {sorted({**ATTENTION, **CONFIG})}")
+    known = sorted({**ATTENTION, **CONFIG})
+    parser.error(f"unknown variants {sorted(unknown)}; choose from {known}")
   runs = {name: compile_variant(args, name) for name in names}
   for r in range(args.warmup + args.rounds):
     for name, run in runs.items():

@@ -14,7 +14,9 @@ standard runs --layers blocks once with h_0 = e and the loss on the single read-
 
 Times one fixed batch per step after --warmup steps and prints one JSON line with the keys of
 step_throughput.py (median_s, steps_per_s, gflop_per_step from looped_jax.models.flops,
-gflop_per_s).
+gflop_per_s); --serve is the one-step-per-request worker mode of compare_torch.py. Measured
+with the CPU wheel torch-2.13.0+cpu (from PyTorch's CPU wheel index, or a local copy of that
+wheel).
 """
 
 from __future__ import annotations
