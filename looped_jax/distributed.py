@@ -24,9 +24,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
+import threading
 import time
 
 EXIT_PEER_FAILURE = 3
+RUNTIME_GRACE = 10  # s: the runtime's own start-up deadline, after ours
 # Substrings of the runtime errors raised when a peer or the coordinator is gone.
 PEER_FAILURE_MARKERS = ("gloo", "connection reset", "unavailable", "heartbeat",
                         "deadline_exceeded", "coordination service", "barrier")
@@ -67,10 +70,18 @@ def initialize(settings: Settings) -> None:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU cross-process
   if s.coordinator_address and s.process_id not in (None, 0):
     _wait_for_coordinator(s.coordinator_address, s.init_timeout)
+  # The runtime aborts (SIGABRT, a C++ stack trace) when its own deadline passes; this
+  # watchdog fires first with one line and EXIT_PEER_FAILURE.
+  watchdog = threading.Timer(s.init_timeout, _exit_with, args=(
+      f"not all {s.num_processes or 'the'} processes joined the coordinator "
+      f"{s.coordinator_address or '(detected)'} within {s.init_timeout} s; start every "
+      "process with the same --coordinator_address and --num_processes.",))
+  watchdog.daemon = True
+  watchdog.start()
   try:
     jax.distributed.initialize(
         coordinator_address=s.coordinator_address, num_processes=s.num_processes,
-        process_id=s.process_id, initialization_timeout=s.init_timeout,
+        process_id=s.process_id, initialization_timeout=s.init_timeout + RUNTIME_GRACE,
         heartbeat_timeout_seconds=s.heartbeat_timeout,
         shutdown_timeout_seconds=s.shutdown_timeout)
   except (ValueError, RuntimeError) as e:
@@ -78,6 +89,13 @@ def initialize(settings: Settings) -> None:
                            "--coordinator_address, --num_processes and --process_id (or "
                            "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), or "
                            "run under SLURM / Open MPI / a TPU pod.") from None
+  finally:
+    watchdog.cancel()
+
+
+def _exit_with(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  os._exit(EXIT_PEER_FAILURE)  # pylint: disable=protected-access
 
 
 def _wait_for_coordinator(address: str, timeout: float) -> None:
