@@ -1,11 +1,14 @@
 """On 8 simulated devices: FSDP and tensor-parallel meshes train like data parallelism, with
 parameters really split; checkpoints restore under another mesh."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
 from helpers import tiny_config
+from looped_jax.errors import ConfigError
 from looped_jax.train import checkpoint, trainer
 
 MESHES = {
@@ -70,3 +73,15 @@ def test_checkpoint_restores_under_another_mesh(tmp_path, data_parallel):
   assert jax.tree.map(lambda x: x.sharding.spec, state) == want
   for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(saved)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_workdir_resumes_under_another_mesh_but_not_another_model(tmp_path):
+  config = tiny_config(mesh={"data": 8})
+  trainer.prepare_workdir(str(tmp_path), config, overwrite=False)
+  moved = tiny_config(mesh={"data": 4, "model": 2, "fsdp": True})
+  trainer.prepare_workdir(str(tmp_path), moved, overwrite=False)
+  assert json.loads((tmp_path / "config.json").read_text())["mesh"]["model"] == 2
+  other = tiny_config(mesh={"data": 8})
+  other.model.d_model = 32
+  with pytest.raises(ConfigError, match="model.d_model"):
+    trainer.prepare_workdir(str(tmp_path), other, overwrite=False)
