@@ -6,6 +6,7 @@ Each subprocess simulates one CPU device (its own XLA_FLAGS, not the pytest proc
 
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from helpers import REPO, TINY, metric_records
 from looped_jax.train import experiment
 
 QUICKSTART = os.path.join(REPO, "configs", "quickstart.py")
-SHORT = {"train": {"num_steps": 4, "batch_size": 16, "log_every": 2, "checkpoint_every": 4},
+SHORT = {"train": {"num_steps": 4, "batch_size": 16, "log_every": 2, "checkpoint_every": 2},
          "eval": {"every": 4, "batch_size": 32, "num_batches": 1}}
 
 
@@ -46,16 +47,22 @@ def _process(i: int, n: int, port: int, workdir: str, *args: str, log=None) -> s
       stderr=subprocess.PIPE)
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process_with_two_devices(tmp_path):
-  # Two processes through the launch script, a data axis of 2 spanning both.
-  multi = str(tmp_path / "multi")
+def _launch_two(workdir: str) -> subprocess.CompletedProcess:
+  """The shortened quickstart on 2 processes through the launch script."""
   done = subprocess.run(
       ["bash", os.path.join(REPO, "launch", "local_multiprocess.sh"), "2",
-       f"--config={QUICKSTART}", f"--workdir={multi}", *_overrides(SHORT)],
+       f"--config={QUICKSTART}", f"--workdir={workdir}", *_overrides(SHORT)],
       cwd=REPO, env=_env() | {"PYTHON": sys.executable}, capture_output=True, text=True,
       timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
+  return done
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_two_devices(tmp_path):
+  # A data axis of 2 spanning both processes.
+  multi = str(tmp_path / "multi")
+  done = _launch_two(multi)
   assert "[0] [looped] step 4/4" in done.stdout and "[1] [looped]" not in done.stdout
   # The same config in this process on 2 of its 8 simulated devices.
   spec = importlib.util.spec_from_file_location("quickstart", QUICKSTART)
@@ -73,8 +80,16 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
     for g, w in zip(got, want):
       assert g.keys() == w.keys()
       assert [g[k] for k in w] == pytest.approx([w[k] for k in w], rel=1e-5)
-    assert sorted(os.listdir(os.path.join(multi, variant, "checkpoints"))) == ["4"]
+    assert sorted(os.listdir(os.path.join(multi, variant, "checkpoints"))) == ["2", "4"]
   assert os.path.exists(os.path.join(multi, "comparison.png"))
+  # Multi-process orbax restore: without the step-4 checkpoints both variants resume at 2
+  # and end with the same records.
+  before = {v: metric_records(os.path.join(multi, v)) for v in ("single", "looped")}
+  for variant in before:
+    shutil.rmtree(os.path.join(multi, variant, "checkpoints", "4"))
+  done = _launch_two(multi)
+  assert done.stdout.count("resumed from the checkpoint at step 2") == 2
+  assert {v: metric_records(os.path.join(multi, v)) for v in before} == before
 
 
 @pytest.mark.slow
