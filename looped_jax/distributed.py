@@ -31,8 +31,8 @@ import time
 EXIT_PEER_FAILURE = 3
 RUNTIME_GRACE = 10  # s: the runtime's own start-up deadline, after ours
 # Substrings of the runtime errors raised when a peer or the coordinator is gone.
-PEER_FAILURE_MARKERS = ("gloo", "connection reset", "unavailable", "heartbeat",
-                        "deadline_exceeded", "coordination service", "barrier")
+PEER_FAILURE_MARKERS = ("gloo", "connection reset", "unavailable:", "heartbeat",
+                        "deadline_exceeded", "coordination service")
 
 
 class DistributedError(RuntimeError):

@@ -113,6 +113,7 @@ def test_killed_peer_stops_the_other_within_60_seconds(tmp_path):
     for proc in (survivor, victim):
       if proc.poll() is None:
         proc.kill()
+  print(f"survivor exited with status {survivor.returncode} {elapsed:.2f} s after the kill")
   assert elapsed < 60, elapsed
   assert survivor.returncode == 3, stderr[-2000:]
   errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
