@@ -91,6 +91,11 @@ def base_config() -> ml_collections.ConfigDict:
   e.batch_size = 256
   e.num_batches = 4
   e.loops = ()  # extra loop counts to evaluate besides model.num_loops
+  # --mode=eval on in-context regression tasks (analysis/icl_report.py): error vs k and vs loops.
+  e.icl_prompts = 1280  # prompts per setting (Yang's notebooks: 1280)
+  e.icl_settings = ("standard",)  # names from analysis/icl_eval.SUITE, or ("all",)
+  e.icl_baselines = ()  # names from tasks/baselines.relevant_baselines(task); () = all of them
+  e.icl_max_loops = 0  # loop sweep 1 .. this; 0 = 10x model.num_loops
 
   # SHIFT (PAPERS.md §1.6): train in stages of growing loop count on one parameter set.
   s = c.shift = ml_collections.ConfigDict()
@@ -180,6 +185,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "train.loop_curriculum start/increment/every must be >= 0.")
   check(config.eval.every > 0 and config.eval.num_batches > 0 and config.eval.batch_size > 0,
         "eval.every, eval.num_batches and eval.batch_size must be positive.")
+  check(config.eval.icl_prompts > 0 and config.eval.icl_max_loops >= 0,
+        "eval.icl_prompts must be positive and eval.icl_max_loops >= 0 (0 = 10x model.num_loops).")
   for loops in config.eval.loops:
     check(int(loops) > 0, f"eval.loops contains {loops}; every loop count must be positive.")
   check(config.eval_seed != config.data_seed,

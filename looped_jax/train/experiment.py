@@ -8,7 +8,7 @@ import ml_collections
 
 from looped_jax import config as config_lib
 from looped_jax import distributed
-from looped_jax.analysis import report
+from looped_jax.analysis import icl_report, report
 from looped_jax.errors import ConfigError
 from looped_jax.train import trainer
 
@@ -49,6 +49,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
   if mode == "train" and len(runs) > 1:
     png = report.plot_comparison(dirs, os.path.join(workdir, "comparison.png"))
     print(f"comparison plot: {png}", flush=True)
+  if mode == "eval" and len(runs) > 1:
+    for png in icl_report.plot_variants(dirs, workdir):
+      print(f"ICL variants plot: {png}", flush=True)
   if mode == "train" and report.has_spectra(dirs):
     png = report.plot_spectra(dirs, os.path.join(workdir, "spectra.png"))
     print(f"spectra plot: {png}", flush=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from looped_jax import config as config_lib
 from looped_jax import distributed, models, tasks
-from looped_jax.analysis import landscape_tracking
+from looped_jax.analysis import icl_report, landscape_tracking
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import metrics as metrics_lib
@@ -360,6 +360,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   exp = Experiment.build(config)
   latest, state = _restore_latest(exp, workdir)
   result = {"step": latest} | exp.evaluate(state["params"])
+  if icl_report.applies(exp.task):  # error vs k / vs loops with baselines, JSON + PNG
+    result |= icl_report.write(exp, state["params"], workdir)
   if distributed.is_primary():
     with open(os.path.join(workdir, "eval.json"), "w") as f:
       json.dump(result, f, indent=2, sort_keys=True)
