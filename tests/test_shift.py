@@ -53,6 +53,38 @@ def test_switch_never_firing_is_plain_single_training(tmp_path):
   assert "shift/switch_step" not in records[-1]
 
 
+def _cosines(workdir):
+  return {r["step"]: r["shift/grad_cosine"] for r in metric_records(str(workdir))
+          if "shift/grad_cosine" in r}
+
+
+def test_grad_alignment_is_measured_at_checks_and_fires_on_it(tmp_path):
+  # Never firing (threshold -1): the cosine is logged at every check (steps 3, 6, 9, 12) and
+  # measuring it leaves training exactly as plain Single-Attn training.
+  never = {"kind": "grad_alignment", "every": 3, "threshold": -1.0}
+  trainer.train(_short(1), str(tmp_path / "single"), quiet=True)
+  trainer.train(_short(1, (1, 3), never), str(tmp_path / "never"), quiet=True)
+  keys = ("loss", "grad_norm", "loops", *_eval_keys(tmp_path / "single"))
+  assert _curve(tmp_path / "never", keys) == _curve(tmp_path / "single", keys)
+  cosines = _cosines(tmp_path / "never")
+  assert sorted(cosines) == [3, 6, 9, 12]
+  assert all(-1.0 <= c < 1.0 for c in cosines.values())
+  # Threshold at the median value: the switch comes at the first check below it.
+  threshold = sorted(cosines.values())[2]
+  expected = min(s for s, c in cosines.items() if c < threshold)
+  fires = {"kind": "grad_alignment", "every": 3, "threshold": threshold}
+  trainer.train(_short(1, (1, 3), fires), str(tmp_path / "fires"), quiet=True)
+  summary = json.load(open(tmp_path / "fires" / "summary.json"))
+  assert summary["shift/switch_step"] == expected
+  assert _cosines(tmp_path / "fires") == {s: c for s, c in cosines.items() if s <= expected}
+
+
+def test_other_criteria_do_not_measure_the_cosine(tmp_path):
+  trainer.train(_short(1, (1, 3), {"kind": "scp", "every": 3, "delta1": 0.5}), str(tmp_path),
+                quiet=True)
+  assert not _cosines(tmp_path)
+
+
 def test_resume_from_stage_1_and_stage_2_checkpoints_is_exact(tmp_path):
   # SCP checks at 10, 20, 30; delta1=10 passes every check after the first, patience 2:
   # fires at step 30. Checkpoints every 10: step 20 is mid-streak in stage 1, 40 in stage 2.
