@@ -1,15 +1,16 @@
 """SHIFT in the trainer: equivalences with plain runs, exact resume in either stage, config."""
 
+import importlib.util
 import json
 import os
 import shutil
 
 import pytest
 
-from helpers import metric_records, tiny_config
+from helpers import REPO, metric_records, tiny_config
 from looped_jax import config as config_lib
 from looped_jax.errors import ConfigError
-from looped_jax.train import checkpoint, trainer
+from looped_jax.train import checkpoint, experiment, trainer
 
 SHORT = {"num_steps": 12, "log_every": 1, "checkpoint_every": 12}
 
@@ -137,3 +138,26 @@ def test_variant_replaces_the_whole_criterion():
   assert merged.shift.criterion.to_dict() == {"kind": "fixed_step", "step": 5}
   config_lib.validate(merged)
   assert "shift.criterion" in config_lib.flatten(merged)
+
+
+def _config_module(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("name, arg", [("shift_markov", ""), ("shift_markov", "medium"),
+                                       ("shift_markov", "large"), ("shift_progressive", ""),
+                                       ("shift_p_hop", ""), ("shift_p_hop", "p1")])
+def test_shift_configs_are_valid(name, arg):
+  module = _config_module(name)
+  runs = experiment.expand(module.get_config(arg) if arg else module.get_config())
+  assert set(runs) == {"looped", "shift"} and runs["shift"].shift.loops[0] == 1
+
+
+def test_unknown_config_scale_is_a_config_error():
+  with pytest.raises(ConfigError, match="quick, medium, large"):
+    _config_module("shift_markov").get_config("huge")
+  with pytest.raises(ConfigError, match="p1, p2"):
+    _config_module("shift_p_hop").get_config("p3")
