@@ -10,8 +10,8 @@ benchmarks/results/NAME.json.
 
 Commands (the scale is the config's):
   PYTHONPATH=. python benchmarks/shift_vs_looped.py        # quick start: configs/shift_markov.py
-  PYTHONPATH=. python benchmarks/shift_vs_looped.py --config=configs/shift_markov.py:large \
-      --name=shift_vs_looped_markov_large
+  PYTHONPATH=. python benchmarks/shift_vs_looped.py --config=configs/shift_markov.py:medium \
+      --name=shift_vs_looped_markov_medium
   PYTHONPATH=. python benchmarks/shift_vs_looped.py --config=configs/shift_p_hop.py \
       --metric=eval/accuracy --name=shift_vs_looped_p_hop
   add --time_only to measure only the step times (seconds, no training).

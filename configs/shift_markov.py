@@ -12,7 +12,7 @@ Both are evaluated at L=3 ("eval/..."); the shift run also at L=1 ("eval@1/...")
 Scales (the config argument):
   quick (default)  the quick-start model and data above, 1,500 steps; a step is so small that
                    dispatch, not compute, sets its time (an L=1 step is not 1/3 of an L=3 one);
-  medium           D=64, 4 heads, n=64, 1,500 steps: compute-bound enough that an L=1 step
+  medium           D=64, 4 heads, n=64, 1,200 steps: compute-bound enough that an L=1 step
                    costs well under an L=3 one;
   large            D=128, 4 heads, n=64, 1,000 steps.
   Batch 64 and the SCP settings are the same in all three.
@@ -46,7 +46,7 @@ def quickstart():
 
 
 SCALES = {"quick": None,  # (d_model, num_heads, length, num_steps)
-          "medium": (64, 4, 64, 1500), "large": (128, 4, 64, 1000)}
+          "medium": (64, 4, 64, 1200), "large": (128, 4, 64, 1000)}
 
 
 def get_config(arg: str = "quick"):

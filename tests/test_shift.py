@@ -149,7 +149,7 @@ def _config_module(name):
 
 @pytest.mark.parametrize("name, arg", [("shift_markov", ""), ("shift_markov", "medium"),
                                        ("shift_markov", "large"), ("shift_progressive", ""),
-                                       ("shift_p_hop", ""), ("shift_p_hop", "p1")])
+                                       ("shift_p_hop", ""), ("shift_p_hop", "p2")])
 def test_shift_configs_are_valid(name, arg):
   module = _config_module(name)
   runs = experiment.expand(module.get_config(arg) if arg else module.get_config())
