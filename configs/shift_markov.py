@@ -9,9 +9,18 @@ the same step budget:
           and the LR schedule continue through the switch (shift.moments/lr = "keep").
 Both are evaluated at L=3 ("eval/..."); the shift run also at L=1 ("eval@1/...").
 
+Scales (the config argument):
+  quick (default)  the quick-start model and data above, 1,500 steps; a step is so small that
+                   dispatch, not compute, sets its time (an L=1 step is not 1/3 of an L=3 one);
+  medium           D=64, 4 heads, n=64, 1,200 steps: compute-bound enough that an L=1 step
+                   costs well under an L=3 one;
+  large            D=128, 4 heads, n=64, 1,000 steps.
+  Batch 64 and the SCP settings are the same in all three.
+
 Command:
-  python -m looped_jax.main --config=configs/shift_markov.py --workdir=runs/shift_markov
-Time: about 2-4 minutes on a 2-core CPU.
+  python -m looped_jax.main --config=configs/shift_markov.py[:medium|:large] \
+      --workdir=runs/shift_markov
+Time: quick about 2-4 minutes on a 2-core CPU; medium about 4-6; large about 6-9.
 Look at: comparison.png; shift/summary.json for shift/switch_step, shift/dip/1 (accuracy at
 the trained loop count just before minus just after the switch; a sharp dip is expected,
 pitfall 7, not divergence), shift/recovery_steps/1 and perf/shift/stage_seconds/{0,1}
@@ -21,6 +30,8 @@ benchmarks/shift_vs_looped.py turns this into wall-clock-to-accuracy numbers.
 
 import importlib.util
 import os
+
+from looped_jax.errors import ConfigError
 
 SCP = {"kind": "scp", "signal": "train_loss", "every": 100, "patience": 3, "delta1": 0.01}
 
@@ -34,8 +45,17 @@ def quickstart():
   return module.get_config()
 
 
-def get_config():
+SCALES = {"quick": None,  # (d_model, num_heads, length, num_steps)
+          "medium": (64, 4, 64, 1200), "large": (128, 4, 64, 1000)}
+
+
+def get_config(arg: str = "quick"):
+  if arg not in SCALES:
+    raise ConfigError(f"configs/shift_markov.py:{arg} is not a scale; choose one of "
+                     f"{', '.join(SCALES)}.")
   c = quickstart()
+  if SCALES[arg]:
+    c.model.d_model, c.model.num_heads, c.task.length, c.train.num_steps = SCALES[arg]
   c.model.num_loops = 3  # eval loop count; the train loop count is the stage's under SHIFT
   c.eval.every = 100
   c.variants = {"looped": {"model": {"num_loops": 3}},

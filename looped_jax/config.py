@@ -102,7 +102,8 @@ def base_config() -> ml_collections.ConfigDict:
   s = c.shift = ml_collections.ConfigDict()
   s.loops = ()  # () = off; e.g. (1, 3): stage k trains at loops[k] (model.num_loops: eval only)
   # When to switch, for every transition: shift_criteria settings {"kind": ..., ...}; kinds
-  # scp | fixed_step | budget_fraction | simple_acc | grad_alignment.
+  # scp | fixed_step | budget_fraction | simple_acc | grad_alignment (the gradient cosine between
+  # this and the next stage's loop count, measured at its check steps; train/shift_signals.py).
   s.criterion = ml_collections.ConfigDict({"kind": "scp"})
   s.moments = "keep"  # optimizer moments at a switch: keep | reset
   s.lr = "keep"  # LR schedule at a switch: keep (continues) | rewarm (restarts at its step 0)

@@ -1,15 +1,16 @@
 """SHIFT in the trainer: equivalences with plain runs, exact resume in either stage, config."""
 
+import importlib.util
 import json
 import os
 import shutil
 
 import pytest
 
-from helpers import metric_records, tiny_config
+from helpers import REPO, metric_records, tiny_config
 from looped_jax import config as config_lib
 from looped_jax.errors import ConfigError
-from looped_jax.train import checkpoint, trainer
+from looped_jax.train import checkpoint, experiment, trainer
 
 SHORT = {"num_steps": 12, "log_every": 1, "checkpoint_every": 12}
 
@@ -51,6 +52,38 @@ def test_switch_never_firing_is_plain_single_training(tmp_path):
   records = metric_records(str(tmp_path / "shift"))
   assert {r["shift/stage"] for r in records if "shift/stage" in r} == {0}
   assert "shift/switch_step" not in records[-1]
+
+
+def _cosines(workdir):
+  return {r["step"]: r["shift/grad_cosine"] for r in metric_records(str(workdir))
+          if "shift/grad_cosine" in r}
+
+
+def test_grad_alignment_is_measured_at_checks_and_fires_on_it(tmp_path):
+  # Never firing (threshold -1): the cosine is logged at every check (steps 3, 6, 9, 12) and
+  # measuring it leaves training exactly as plain Single-Attn training.
+  never = {"kind": "grad_alignment", "every": 3, "threshold": -1.0}
+  trainer.train(_short(1), str(tmp_path / "single"), quiet=True)
+  trainer.train(_short(1, (1, 3), never), str(tmp_path / "never"), quiet=True)
+  keys = ("loss", "grad_norm", "loops", *_eval_keys(tmp_path / "single"))
+  assert _curve(tmp_path / "never", keys) == _curve(tmp_path / "single", keys)
+  cosines = _cosines(tmp_path / "never")
+  assert sorted(cosines) == [3, 6, 9, 12]
+  assert all(-1.0 <= c < 1.0 for c in cosines.values())
+  # Threshold at the median value: the switch comes at the first check below it.
+  threshold = sorted(cosines.values())[2]
+  expected = min(s for s, c in cosines.items() if c < threshold)
+  fires = {"kind": "grad_alignment", "every": 3, "threshold": threshold}
+  trainer.train(_short(1, (1, 3), fires), str(tmp_path / "fires"), quiet=True)
+  summary = json.load(open(tmp_path / "fires" / "summary.json"))
+  assert summary["shift/switch_step"] == expected
+  assert _cosines(tmp_path / "fires") == {s: c for s, c in cosines.items() if s <= expected}
+
+
+def test_other_criteria_do_not_measure_the_cosine(tmp_path):
+  trainer.train(_short(1, (1, 3), {"kind": "scp", "every": 3, "delta1": 0.5}), str(tmp_path),
+                quiet=True)
+  assert not _cosines(tmp_path)
 
 
 def test_resume_from_stage_1_and_stage_2_checkpoints_is_exact(tmp_path):
@@ -105,3 +138,26 @@ def test_variant_replaces_the_whole_criterion():
   assert merged.shift.criterion.to_dict() == {"kind": "fixed_step", "step": 5}
   config_lib.validate(merged)
   assert "shift.criterion" in config_lib.flatten(merged)
+
+
+def _config_module(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", name + ".py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("name, arg", [("shift_markov", ""), ("shift_markov", "medium"),
+                                       ("shift_markov", "large"), ("shift_progressive", ""),
+                                       ("shift_p_hop", ""), ("shift_p_hop", "p2")])
+def test_shift_configs_are_valid(name, arg):
+  module = _config_module(name)
+  runs = experiment.expand(module.get_config(arg) if arg else module.get_config())
+  assert set(runs) == {"looped", "shift"} and runs["shift"].shift.loops[0] == 1
+
+
+def test_unknown_config_scale_is_a_config_error():
+  with pytest.raises(ConfigError, match="quick, medium, large"):
+    _config_module("shift_markov").get_config("huge")
+  with pytest.raises(ConfigError, match="p1, p2"):
+    _config_module("shift_p_hop").get_config("p3")

@@ -35,6 +35,7 @@ GRAD_NORM = "grad_norm"
 SIMPLE_ACC = "simple_acc"
 GRAD_COSINE = "grad_cosine"  # cos(∇ single, ∇ looped) on W_Q, W_K (§1.5, Theorem 3)
 SCP_SIGNALS = {TRAIN_LOSS: "min", EVAL_LOSS: "min", GRAD_NORM: "min", SIMPLE_ACC: "max"}
+GRAD_COSINE_PARTS = ("qk", "all")  # = shift_signals.PARTS (not imported: keeps jax out)
 
 _STATE = {"state": True}  # field metadata: running state, not a setting
 
@@ -220,17 +221,24 @@ class SimpleAcc(_Windowed):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GradAlignment(_Windowed):
-  """Fires when the single-vs-looped gradient cosine's window mean is below `threshold` for W checks."""
+  """Fires when the gradient cosine's window mean is below `threshold` for W checks.
+
+  The trainer measures `grad_cosine` (train/shift_signals.py: the cosine between the
+  gradients at the active stage's loop count and at the next stage's, on `params`) at
+  check steps only, so each window holds one value.
+  """
 
   kind: ClassVar[str] = "grad_alignment"
   signal: str = GRAD_COSINE
   every: int = 100
   patience: int = 1
   threshold: float = 0.5
+  params: str = "qk"  # qk: W_Q, W_K as in Theorem 3 | all: every parameter
 
   def __post_init__(self):
     super().__post_init__()
     _check_float(f"{self.kind}.threshold", self.threshold, low=-1.0, high=1.0)
+    errors.check_choice(f"{self.kind}.params", self.params, GRAD_COSINE_PARTS)
 
   def _judge(self, mean):
     return mean < self.threshold, {}
@@ -238,6 +246,14 @@ class GradAlignment(_Windowed):
 
 KINDS: dict[str, type[Criterion]] = {
     c.kind: c for c in (FixedStep, BudgetFraction, Scp, SimpleAcc, GradAlignment)}
+
+
+def measures_at(criterion: Criterion | None, signal: str, step: int) -> bool:
+  """Whether `criterion` reads `signal` at a check due at `step` (costly signals: only then)."""
+  every = getattr(criterion, "every", None)
+  if every is None or step % every:
+    return False
+  return signal in (getattr(criterion, "signal", None), getattr(criterion, "grad_signal", None))
 
 
 def from_dict(d: Mapping[str, Any], *, key: str = "criterion", state: bool = True) -> Criterion:

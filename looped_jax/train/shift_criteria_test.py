@@ -95,6 +95,15 @@ def test_grad_alignment_fires_below_threshold():
   assert first_fire(sc.GradAlignment(every=100, threshold=0.5, patience=2), cos, 1000)[0] == 700
 
 
+def test_measures_at_is_true_at_check_steps_of_a_reader_only():
+  ga = sc.GradAlignment(every=50)
+  assert [t for t in range(1, 201) if sc.measures_at(ga, sc.GRAD_COSINE, t)] == [50, 100, 150, 200]
+  assert sc.measures_at(sc.Scp(every=10, grad_signal=sc.GRAD_COSINE), sc.GRAD_COSINE, 20)
+  assert not sc.measures_at(sc.Scp(every=10), sc.GRAD_COSINE, 20)
+  assert not sc.measures_at(sc.FixedStep(step=5), sc.GRAD_COSINE, 5)
+  assert not sc.measures_at(None, sc.GRAD_COSINE, 100)
+
+
 @pytest.mark.parametrize("make, signals, fire_step", [
     (lambda: sc.Scp(every=50, patience=3, delta1=0.01, delta2=0.1),
      lambda t: {"train_loss": plateau_loss(t), "grad_norm": 1.0 if t <= 420 else 0.001}, 550),
@@ -121,6 +130,8 @@ def test_settings_are_validated():
     sc.SimpleAcc(every=0)
   with pytest.raises(errors.ConfigError, match=r"grad_alignment\.threshold=2"):
     sc.GradAlignment(threshold=2)
+  with pytest.raises(errors.ConfigError, match=r"grad_alignment\.params='w'.*'qk', 'all'"):
+    sc.GradAlignment(params="w")
   with pytest.raises(errors.ConfigError, match=r"criterion\.kind=None"):
     sc.from_dict({"step": 3})
   assert sc.Scp.settings() == ("signal", "every", "patience", "delta1", "delta2",

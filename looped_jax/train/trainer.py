@@ -8,7 +8,9 @@ its latest checkpoint therefore continues exactly as if it had never stopped.
 SHIFT (config.shift.loops set): the optimizer is `shift.multi_stage`, one jitted train step
 per stage (loop count and stage static); the criterion sees the train loss and gradient
 norm at log steps and the eval loss / simple-group accuracy at eval steps (values fetched
-anyway: no extra device sync per step); a switch takes effect from the next update.
+anyway: no extra device sync per step); `grad_cosine` (train/shift_signals.py) is computed
+by its own jitted function, only at the check steps of a criterion that reads it; a switch
+takes effect from the next update.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from looped_jax.analysis import icl_report, landscape_tracking
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import metrics as metrics_lib
-from looped_jax.train import optim, sharding, shift, shift_criteria, shift_run
+from looped_jax.train import optim, sharding, shift, shift_criteria, shift_run, shift_signals
 from looped_jax.train import step as step_lib
 
 CONFIG_FILE = "config.json"
@@ -104,6 +106,14 @@ class Experiment:
                    in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh)),
                    out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
                    donate_argnums=0)
+
+  @functools.cache
+  def grad_cosine(self, loops: int, other_loops: int, part: str):
+    """(params, batch) -> the SHIFT gradient cosine between two loop counts, jitted."""
+    t = self.config.train
+    return jax.jit(shift_signals.make_grad_cosine(
+        self.graphdef, self.task, loops=loops, other_loops=other_loops, part=part,
+        grad_loops=t.grad_loops, loss_on=t.loss_on))
 
   @functools.cache
   def eval_step(self, loops: int):
@@ -255,6 +265,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         writer.write(step, landscape_tracking.metric_scalars(result))
         spectra.write(step, result)
       if run is not None:
+        if shift_criteria.measures_at(run.criterion, shift_criteria.GRAD_COSINE, step):
+          signals |= _grad_cosine(exp, run, state, batch)
+          writer.write(step, {"shift/grad_cosine": signals[shift_criteria.GRAD_COSINE]})
         state = _observe_shift(exp, run, clock, state, step, signals)
         if last:
           writer.write(step, run.end_metrics())
@@ -322,6 +335,18 @@ def _shift_eval(exp: Experiment, run: shift_run.ShiftRun, step: int, evals: dict
   value = evals[f"{at}/{shift_run.DIP_METRIC}"]
   run.on_eval(step, value)
   return {"shift/accuracy": value}  # the metric of the loop count being trained
+
+
+def _grad_cosine(exp: Experiment, run: shift_run.ShiftRun, state: dict,
+                 batch: dict) -> dict[str, float]:
+  """grad_cosine between the active and the next stage's loop count, on this step's batch.
+
+  Measured after the update (at the parameters the criterion judges), only at the check
+  steps of a criterion that reads it; its time counts as the active stage's training time.
+  """
+  part = getattr(run.criterion, "params", "qk")
+  fn = exp.grad_cosine(run.loops, run.schedule.loops[run.stage + 1], part)
+  return {shift_criteria.GRAD_COSINE: float(fn(state["params"], batch))}
 
 
 def _observe_shift(exp: Experiment, run: shift_run.ShiftRun, clock: _TrainClock, state: dict,
