@@ -91,9 +91,8 @@ class Experiment:
 
   @functools.cache
   def train_step(self, loops: int, shift_stage: int | None = None):
-    t = self.config.train
     fn = step_lib.make_train_step(self.graphdef, self.task, self.optimizer,
-                                  grad_loops=t.grad_loops, loss_on=t.loss_on,
+                                  options=step_lib.LossOptions.from_config(self.config),
                                   dropout=self.config.model.dropout > 0, seed=self.config.seed)
     return jax.jit(functools.partial(fn, loops=loops, shift_stage=shift_stage),
                    in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh)),
