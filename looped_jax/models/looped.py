@@ -241,7 +241,8 @@ class LoopedTransformer(nnx.Module):
     """Loops with traced counts: one compilation for every count.
 
     First `warm_loops` n (traced, >= 0) loops run forward only from h_0 with the parameters
-    and e under stop_gradient, in a `lax.while_loop` (cost: n loops, no backward pass). Then
+    and e under stop_gradient, in a `lax.while_loop` (cost: n loops, no backward pass); with
+    n = 0 nothing is detached (h_0 = e keeps its gradient, as in `__call__`). Then
     `window` W (static) loop slots with gradients follow, of which the first `active_loops`
     a (traced, 1 <= a <= W) apply the loop and the rest are the identity (a masked
     `lax.scan`: cost W loops forward and backward, which is what makes the count dynamic
@@ -259,7 +260,8 @@ class LoopedTransformer(nnx.Module):
     frozen = nnx.merge(graphdef, jax.lax.stop_gradient(state))
     warm_loop = frozen._loop_fn(jax.lax.stop_gradient(e), dropout_key)
     warm = jnp.asarray(warm_loops, jnp.int32)
-    h = jax.lax.fori_loop(0, warm, lambda t, h: warm_loop(h, t), jax.lax.stop_gradient(h))
+    h_warm = jax.lax.fori_loop(0, warm, lambda t, h: warm_loop(h, t), jax.lax.stop_gradient(h))
+    h = jnp.where(warm > 0, h_warm, h)  # n = 0: h_0 keeps its gradient (e.g. through h_0 = e)
     loop = self._loop_fn(e, dropout_key)
     active = jnp.asarray(active_loops, jnp.int32)
 
