@@ -33,7 +33,7 @@ HESSIAN_METHODS = ("exact", "lanczos")
 SHIFT_MOMENTS = ("keep", "reset")  # = looped_jax.train.shift.MOMENTS (not imported: keeps jax out)
 SHIFT_LR = ("keep", "rewarm")
 # Dict-valued keys whose contents are free-form (checked by their own parsers, not the schema).
-FREE_FORM = ("task", "variants", "shift.criterion")
+FREE_FORM = ("task", "variants", "shift.criterion", "eval.loop_sweep.tasks")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -107,6 +107,16 @@ def base_config() -> ml_collections.ConfigDict:
   e.batch_size = 256
   e.num_batches = 4
   e.loops = ()  # extra loop counts to evaluate besides model.num_loops
+  # --mode=eval loop sweep of token tasks (analysis/loop_sweep.py): accuracy after every loop
+  # 1..max_factor * num_loops, adaptive exit and fixed-point diagnostics, per setting.
+  ls = e.loop_sweep = ml_collections.ConfigDict()
+  ls.max_factor = 0  # 0 = off
+  ls.tasks = ml_collections.ConfigDict()  # harder test settings: name -> task field overrides
+  ls.batch_size = 256  # one held-out batch per setting (eval_seed)
+  ls.residual_threshold = 1e-3  # adaptive exit: ||h_{t+1} - h_t|| / ||h_t|| below this
+  ls.kl_threshold = 1e-3  # adaptive exit: KL(p_{t+1} || p_t) below this (Geiping)
+  ls.diagnose_examples = 16  # fixed-point diagnostics on this many sequences; 0 = skip
+  ls.diagnose_settings = ()  # settings ("train" or a tasks name) to diagnose; () = all
 
   # SHIFT (PAPERS.md §1.6): train in stages of growing loop count on one parameter set.
   s = c.shift = ml_collections.ConfigDict()
@@ -199,6 +209,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "train.loop_curriculum start/increment/every must be >= 0.")
   check(config.eval.every > 0 and config.eval.num_batches > 0 and config.eval.batch_size > 0,
         "eval.every, eval.num_batches and eval.batch_size must be positive.")
+  ls = config.eval.loop_sweep
+  check(ls.max_factor >= 0 and ls.batch_size > 0 and ls.diagnose_examples >= 0,
+        "eval.loop_sweep.max_factor and diagnose_examples must be >= 0, batch_size positive.")
+  check(ls.diagnose_examples <= ls.batch_size,
+        f"eval.loop_sweep.diagnose_examples={ls.diagnose_examples} must be <= its batch_size.")
+  for name in ls.diagnose_settings:
+    check(name == "train" or name in ls.tasks,
+          f"eval.loop_sweep.diagnose_settings names {name!r}; allowed: 'train' and the names "
+          "in eval.loop_sweep.tasks.")
+  check(ls.residual_threshold > 0 and ls.kl_threshold > 0,
+        "eval.loop_sweep.residual_threshold and kl_threshold must be positive.")
   for loops in config.eval.loops:
     check(int(loops) > 0, f"eval.loops contains {loops}; every loop count must be positive.")
   check(config.eval_seed != config.data_seed,
@@ -295,7 +316,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Any) -> ml_col
   def merge(node: dict, update: Any, path: str) -> None:
     for key, value in dict(update).items():
       here = f"{path}{key}"
-      free = here.startswith("task") or here.startswith("shift.criterion")
+      free = (here.startswith("task") or here.startswith("shift.criterion")
+              or here.startswith("eval.loop_sweep.tasks"))
       if key not in node and not free:
         raise ConfigError(f"override {here!r} names an unknown config key.")
       if here == "shift.criterion":  # replaced whole: another kind has other settings

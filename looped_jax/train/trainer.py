@@ -29,7 +29,7 @@ import numpy as np
 
 from looped_jax import config as config_lib
 from looped_jax import models, tasks
-from looped_jax.analysis import landscape_tracking
+from looped_jax.analysis import landscape_tracking, loop_sweep
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import metrics as metrics_lib
@@ -338,6 +338,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   result = {"step": latest} | exp.evaluate(state["params"])
   with open(os.path.join(workdir, "eval.json"), "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
+  loop_sweep.write(exp, state["params"], workdir)  # token tasks with eval.loop_sweep on
   return result
 
 
