@@ -13,9 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from looped_jax.train.metrics import METRICS_FILE, read_jsonl  # noqa: E402
 
 SPECTRA_FILE = "spectra.jsonl"  # = landscape_tracking.SPECTRA_FILE (not imported: keeps jax out)
-# Hessian curves beside the spectra, for the smallest eps fraction a run logged.
-SPECTRUM_CURVES = (("kappa_valley", "kappa(H_valley)"), ("river_dim", "river dimension"),
-                   ("low_valley_inv_sum", "Theorem 1's C = sum 1/lambda"))
+# Hessian curves beside the spectra: (metric, title, per eps?); the eps-dependent ones are
+# drawn for the smallest eps fraction a run logged.
+SPECTRUM_CURVES = (("kappa_valley", "kappa(H_valley)", True), ("river_dim", "river dimension", True),
+                   ("low_valley_inv_sum", "Theorem 1's C = sum 1/lambda", True),
+                   ("lambda_max", "lambda_max", False),
+                   ("low_valley_dim", "valley eigenvalues below tau", True),
+                   ("spectral_entropy", "spectral entropy", False))
+CURVE_COLUMNS = 3
 
 # Panels drawn when a run logged them, in this order.
 PANELS = (
@@ -24,6 +29,8 @@ PANELS = (
     ("eval/accuracy/simple", "accuracy, simple samples"),
     ("eval/accuracy/complex", "accuracy, complex samples"),
     ("eval/accuracy", "accuracy"),
+    ("eval/argmax_accuracy/simple", "argmax accuracy, simple samples"),
+    ("eval/argmax_accuracy/complex", "argmax accuracy, complex samples"),
     ("eval/sequence_accuracy", "whole-sequence accuracy"),
 )
 
@@ -36,7 +43,7 @@ def curves(records: list[dict], key: str) -> tuple[list[int], list[float]]:
 def plot_comparison(run_dirs: dict[str, str], path: str) -> str:
   """One panel per metric in PANELS that any run logged, one line per run."""
   records = {name: read_jsonl(os.path.join(d, METRICS_FILE)) for name, d in run_dirs.items()}
-  panels = [(k, t) for k, t in PANELS if any(k in r for rs in records.values() for r in rs)]
+  panels = [(k, t) for k, t in PANELS if _varies(records, k)]
   if "eval/accuracy/simple" in dict(panels):  # the grouped panels say more than the overall one
     panels = [(k, t) for k, t in panels if k != "eval/accuracy"]
   fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
@@ -51,6 +58,11 @@ def plot_comparison(run_dirs: dict[str, str], path: str) -> str:
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def _varies(records: dict[str, list[dict]], key: str) -> bool:
+  """Whether any run logged `key` with more than one value (a constant panel says nothing)."""
+  return len({r[key] for rs in records.values() for r in rs if key in r}) > 1
 
 
 def has_spectra(run_dirs: dict[str, str]) -> bool:
@@ -68,7 +80,8 @@ def plot_spectra(run_dirs: dict[str, str], path: str, bins: int = 60) -> str:
 
   Left: a heatmap, step on x, eigenvalue on y (asinh scale around s = 1e-4 * max|lambda|,
   so signs, the river near 0 and the steep walls all show), colour = log(1 + count).
-  Top right: kappa(H_valley), river dimension and Theorem 1's C over steps, all runs per panel.
+  Right: kappa(H_valley), river dimension, Theorem 1's C, lambda_max, the count of valley
+  eigenvalues below tau and the spectral entropy over steps, all runs in each panel.
   """
   spectra = {n: read_jsonl(os.path.join(d, SPECTRA_FILE)) for n, d in run_dirs.items()}
   spectra = {n: rs for n, rs in spectra.items() if rs}
@@ -76,14 +89,17 @@ def plot_spectra(run_dirs: dict[str, str], path: str, bins: int = 60) -> str:
   top = max(max(abs(v) for r in rs for v in r["eigenvalues"]) for rs in spectra.values())
   scale = 1e-4 * top if top > 0 else 1.0
   edges = np.linspace(-np.arcsinh(top / scale), np.arcsinh(top / scale), bins + 1)
-  ncols = 1 + len(SPECTRUM_CURVES)
-  fig, axes = plt.subplots(len(spectra), ncols, figsize=(4.2 * ncols, 3.2 * len(spectra)),
-                           squeeze=False)
+  curve_rows = -(-len(SPECTRUM_CURVES) // CURVE_COLUMNS)
+  nrows, ncols = max(len(spectra), curve_rows), 1 + CURVE_COLUMNS
+  fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis("off")
   for row, (name, rs) in enumerate(spectra.items()):
     steps = [r["step"] for r in rs]
     counts = np.stack([np.histogram(np.arcsinh(np.asarray(r["eigenvalues"]) / scale), edges)[0]
                        for r in rs], axis=1)
     ax = axes[row][0]
+    ax.axis("on")
     x = np.arange(len(steps) + 1) - 0.5  # one column per recorded step, evenly spaced
     mesh = ax.pcolormesh(x, edges, np.log1p(counts), cmap="viridis", shading="flat")
     ticks = np.arange(len(steps))[:: max(1, len(steps) // 6)]
@@ -94,20 +110,22 @@ def plot_spectra(run_dirs: dict[str, str], path: str, bins: int = 60) -> str:
     ax.set_xlabel("step")
     ax.set_ylabel("eigenvalue (asinh scale)")
     fig.colorbar(mesh, ax=ax, label="log(1 + count)")
-  for col, (metric, title) in enumerate(SPECTRUM_CURVES, start=1):
-    ax = axes[0][col]  # every run on one axis: the comparison is the point
+  for i, (metric, title, per_eps) in enumerate(SPECTRUM_CURVES):
+    ax = axes[i // CURVE_COLUMNS][1 + i % CURVE_COLUMNS]  # every run on one axis
+    ax.axis("on")
     for name, rs in records.items():
       eps = _eps_suffix(rs)
-      if eps is not None:
+      if per_eps and eps is not None:
         ax.plot(*curves(rs, f"hessian/{metric}@{eps}"), marker=".", label=name or "run")
         ax.set_title(f"{title}, eps {eps} lambda_max")
+      elif not per_eps:
+        ax.plot(*curves(rs, f"hessian/{metric}"), marker=".", label=name or "run")
+        ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     if metric == "kappa_valley":
       ax.set_yscale("log")
     ax.legend()
-    for row in range(1, len(spectra)):
-      axes[row][col].axis("off")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
