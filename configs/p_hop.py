@@ -23,13 +23,13 @@ def get_config():
   m.d_model = 32
   m.num_heads = 2
   t = c.train
-  t.num_steps = 1000
+  t.num_steps = 800
   t.batch_size = 64
   t.learning_rate = 1e-3
   t.grad_clip = 1.0
   t.log_every = 100
-  t.checkpoint_every = 500
-  c.eval.every = 500
+  t.checkpoint_every = 400
+  c.eval.every = 400
   c.eval.batch_size = 512
   c.eval.num_batches = 2
   variants = {f"k1_L{l}": {"model": {"num_layers": 1, "num_loops": l}} for l in DEPTHS}

@@ -35,7 +35,7 @@ def get_config():
   m.num_loops = 8
   m.max_len = 64
   t = c.train
-  t.num_steps = 1500
+  t.num_steps = 1000
   t.batch_size = 64
   t.learning_rate = 1e-3
   t.grad_clip = 1.0
