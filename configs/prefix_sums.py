@@ -17,7 +17,11 @@ Commands (train, then the sweep):
   python -m looped_jax.main --config=configs/prefix_sums.py --workdir=runs/prefix_sums
   python -m looped_jax.main --config=configs/prefix_sums.py --workdir=runs/prefix_sums --mode=eval
   python -m looped_jax.analysis.loop_sweep runs/prefix_sums   # table + loop_sweep.png
-Time and measured numbers: docs/reproductions.md ("Prefix sums: recall and outer norm").
+Time: 691 s training (five settings) + 430 s sweep on the shared 2-core CPU.
+Measured (docs/reproductions.md, "Prefix sums: recall and outer norm"): 16-bit sequence
+accuracy at 8 / 64 loops: no recall 0.133 / 0.043, no recall + norm 0.734 / 0.461, recall
+0.070 / 0.352, recall + norm 0.004 / 0.000, internal + norm 0.270 / 0.262; 0.000 for all at
+32 and 64 bits (positions past 16 untrained).
 """
 
 from looped_jax import tasks
