@@ -3,6 +3,11 @@
 State is a plain dict {"step": int32 [], "params": ..., "opt_state": ...}. Batches are a pure
 function of (data key, step), sampled by a jitted function whose output is split over the
 mesh's data axis, so 1 device and 8 devices see the same numbers.
+
+Losses (`training_loss` picks one from `LossOptions`): the plain loss at a static loop count
+(last loop, loop window or all loops, with loop weights); Bansal's progressive loss; and
+Geiping's random depth with truncated backprop. The last two draw their loop counts inside the
+step from (seed, step) (`loop_sampling`) and run them as traced counts (`forward_dynamic`).
 """
 
 from __future__ import annotations
