@@ -117,6 +117,11 @@ def base_config() -> ml_collections.ConfigDict:
   ls.kl_threshold = 1e-3  # adaptive exit: KL(p_{t+1} || p_t) below this (Geiping)
   ls.diagnose_examples = 16  # fixed-point diagnostics on this many sequences; 0 = skip
   ls.diagnose_settings = ()  # settings ("train" or a tasks name) to diagnose; () = all
+  # --mode=eval on in-context regression tasks (analysis/icl_report.py): error vs k and vs loops.
+  e.icl_prompts = 1280  # prompts per setting (Yang's notebooks: 1280)
+  e.icl_settings = ("standard",)  # names from analysis/icl_eval.SUITE, or ("all",)
+  e.icl_baselines = ()  # names from tasks/baselines.relevant_baselines(task); () = all of them
+  e.icl_max_loops = 0  # loop sweep 1 .. this; 0 = 10x model.num_loops
 
   # SHIFT (PAPERS.md §1.6): train in stages of growing loop count on one parameter set.
   s = c.shift = ml_collections.ConfigDict()
@@ -139,7 +144,11 @@ def base_config() -> ml_collections.ConfigDict:
   h.probe_seed = 3  # the probe batch; must differ from data_seed and eval_seed
   h.eps_fracs = (1e-3, 1e-2)  # river/valley thresholds eps = frac * lambda_max
 
-  c.mesh = ml_collections.ConfigDict({"data": -1})  # -1: all devices on the data axis
+  # Device mesh ("data", "model"); which parameter dims go where: train/partitioning.py.
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # batch-parallel devices; -1: all devices left after mesh.model
+  c.mesh.model = 1  # tensor-parallel devices (Megatron split of attention and MLP)
+  c.mesh.fsdp = False  # also shard parameters and optimizer state over the data axis
 
   # Several runs side by side: name -> nested overrides ({"model": {"num_loops": 3}}); each
   # trains into workdir/name and the comparison plot is drawn over all of them.
@@ -220,12 +229,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "in eval.loop_sweep.tasks.")
   check(ls.residual_threshold > 0 and ls.kl_threshold > 0,
         "eval.loop_sweep.residual_threshold and kl_threshold must be positive.")
+  check(config.eval.icl_prompts > 0 and config.eval.icl_max_loops >= 0,
+        "eval.icl_prompts must be positive and eval.icl_max_loops >= 0 (0 = 10x model.num_loops).")
   for loops in config.eval.loops:
     check(int(loops) > 0, f"eval.loops contains {loops}; every loop count must be positive.")
   check(config.eval_seed != config.data_seed,
         f"eval_seed={config.eval_seed} must differ from data_seed (eval data must be held out).")
-  check(config.mesh.data == -1 or config.mesh.data > 0,
-        f"mesh.data={config.mesh.data} must be -1 (all devices) or a positive device count.")
+  validate_mesh(config)
   validate_shift(config)
   validate_hessian(config)
   for name, overrides in dict(config.variants).items():
@@ -257,6 +267,20 @@ def validate_loop_options(config: ml_collections.ConfigDict) -> None:
   check(1 <= t.random_loops_low <= high,
         f"train.random_loops_low={t.random_loops_low} and high={high} must satisfy "
         "1 <= low <= high.")
+
+
+def validate_mesh(config: ml_collections.ConfigDict) -> None:
+  """Checks the mesh against the model; against the devices when the mesh is built."""
+  mesh, m = config.mesh, config.model
+  check(mesh.data == -1 or mesh.data > 0,
+        f"mesh.data={mesh.data} must be -1 (all devices) or a positive device count.")
+  check(isinstance(mesh.fsdp, bool), f"mesh.fsdp={mesh.fsdp!r} must be True or False.")
+  # Tensor parallelism splits heads, the QKV / MLP widths and the out-projection inputs.
+  widths = [m.num_heads, m.d_model] + ([m.mlp_ratio * m.d_model] if m.block == "gpt2" else [])
+  allowed = [d for d in range(1, min(widths) + 1) if all(w % d == 0 for w in widths)]
+  check(mesh.model in allowed,
+        f"mesh.model={mesh.model} must divide model.num_heads={m.num_heads} and the hidden "
+        f"sizes; use one of {', '.join(map(str, allowed))}.")
 
 
 def validate_shift(config: ml_collections.ConfigDict) -> None:

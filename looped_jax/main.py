@@ -1,15 +1,19 @@
 """Command line: `python -m looped_jax.main --config=configs/NAME.py[:ARG] --workdir=DIR`.
 
-Flags and dispatch only. Errors a person must fix print one line and exit with status 2.
+Flags and dispatch only. Errors a person must fix print one line and exit with status 2;
+a multi-process run (--distributed) whose coordinator or a peer is gone prints one line and
+exits with status 3 (docs/scale.md).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from looped_jax import distributed
 from looped_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py[:ARG]).")
@@ -18,20 +22,46 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "hessian"],
                           "train; eval: eval.json of the latest checkpoint; hessian: its "
                           "Hessian spectrum (config.hessian) in hessian.json.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another config's run.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join a multi-process run with jax.distributed.initialize; the "
+    "settings below, else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else "
+    "SLURM / Open MPI / TPU-pod detection.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's id, 0..num_processes-1.")
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    "init_timeout", distributed.Settings.init_timeout,
+    "Seconds to wait for the coordinator and every process to connect.")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout", distributed.Settings.heartbeat_timeout,
+    "Seconds without heartbeats after which a process counts as dead and the run stops.")
 
 
 def main(argv):
   del argv
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  from looped_jax.train import experiment, trainer  # after flag parsing: keeps --help fast
-
   if _CONFIG.value is None or not _WORKDIR.value:
     _fail("both --config=configs/NAME.py and --workdir=DIR are required.")
+  if _DISTRIBUTED.value:  # before any JAX computation
+    try:
+      distributed.initialize(distributed.Settings(
+          _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+          init_timeout=_INIT_TIMEOUT.value, heartbeat_timeout=_HEARTBEAT_TIMEOUT.value))
+    except distributed.DistributedError as e:
+      _fail(str(e), distributed.EXIT_PEER_FAILURE)
+  from looped_jax.train import experiment, trainer  # after flag parsing: keeps --help fast
+
   try:
     experiment.run(_CONFIG.value, _WORKDIR.value, _MODE.value, overwrite=_OVERWRITE.value)
   except (ConfigError, trainer.TrainingDiverged) as e:
     _fail(str(e))
+  except Exception as e:  # noqa: BLE001 - runtime errors of a dead peer have several types
+    if not distributed.is_peer_failure(e):
+      raise
+    _fail(f"process {distributed.process_index()} stopped: a peer process died or the "
+          f"coordinator is unreachable ({distributed.first_line(e)}).",
+          distributed.EXIT_PEER_FAILURE)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -55,9 +85,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
     _fail(f"bad command-line flags: {what}.")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = 2) -> None:
   print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
+  if distributed.is_initialized():
+    # Skip jax.distributed's shutdown barrier: a failed peer would never reach it.
+    sys.stdout.flush()
+    os._exit(status)  # pylint: disable=protected-access
+  sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ BAD_INPUTS = {
     "unknown block": (["--config.model.block=mamba"], "model.block"),
     "batch vs devices": (["--config.train.batch_size=12"], "train.batch_size"),
     "mesh larger than devices": (["--config.mesh.data=16"], "mesh.data"),
+    "model axis vs heads": (["--config.mesh.model=3"], "mesh.model=3 must divide model.num_heads"),
     "bad flag value": (["--mode=bogus"], "--mode"),
 }
 

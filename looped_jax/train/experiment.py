@@ -7,7 +7,8 @@ import os
 import ml_collections
 
 from looped_jax import config as config_lib
-from looped_jax.analysis import report
+from looped_jax import distributed
+from looped_jax.analysis import icl_report, report
 from looped_jax.errors import ConfigError
 from looped_jax.train import trainer
 
@@ -38,13 +39,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
       results[name] = trainer.evaluate(cfg, path)
     elif mode == "hessian":
       results[name] = trainer.hessian(cfg, path)
-      print(f"{name or 'run'}: {_spectrum_line(results[name])}", flush=True)
+      if distributed.is_primary():
+        print(f"{name or 'run'}: {_spectrum_line(results[name])}", flush=True)
     else:
       raise ConfigError(f"mode={mode!r} must be one of {config_lib.MODES}.")
   dirs = {n: os.path.join(workdir, n) for n in runs} if len(runs) > 1 else {"": workdir}
+  if not distributed.is_primary():  # plots and messages: process 0 only
+    return results
   if mode == "train" and len(runs) > 1:
     png = report.plot_comparison(dirs, os.path.join(workdir, "comparison.png"))
     print(f"comparison plot: {png}", flush=True)
+  if mode == "eval" and len(runs) > 1:
+    for png in icl_report.plot_variants(dirs, workdir):
+      print(f"ICL variants plot: {png}", flush=True)
   if mode == "train" and report.has_spectra(dirs):
     png = report.plot_spectra(dirs, os.path.join(workdir, "spectra.png"))
     print(f"spectra plot: {png}", flush=True)

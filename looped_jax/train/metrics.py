@@ -42,6 +42,16 @@ class MetricWriter:
     self.tb.close()
 
 
+class NullWriter:
+  """What processes other than 0 write: nothing (same interface as the writers)."""
+
+  def write(self, *args, **kwargs) -> None:
+    del args, kwargs
+
+  def close(self) -> None:
+    pass
+
+
 class Progress:
   """Prints `step 120/2000 | loss 1.2345 | 310.2 steps/s | ETA 0:00:06` lines."""
 

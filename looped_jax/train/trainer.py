@@ -28,8 +28,8 @@ import ml_collections
 import numpy as np
 
 from looped_jax import config as config_lib
-from looped_jax import models, tasks
-from looped_jax.analysis import landscape_tracking, loop_sweep
+from looped_jax import distributed, models, tasks
+from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import metrics as metrics_lib
@@ -37,6 +37,9 @@ from looped_jax.train import optim, sharding, shift, shift_criteria, shift_run
 from looped_jax.train import step as step_lib
 
 CONFIG_FILE = "config.json"
+# Config sections that place the run on devices without changing what it computes: a run
+# may resume under another mesh (orbax reshards the checkpoint to the new shardings).
+PLACEMENT_KEYS = ("mesh",)
 EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
 
 
@@ -78,16 +81,18 @@ class Experiment:
   def initial_state(self) -> dict:
     state = {"step": jnp.zeros((), jnp.int32), "params": self.params,
              "opt_state": self.optimizer.init(self.params)}
-    return jax.device_put(state, sharding.state_shardings(state, self.mesh))
+    # Host copies: every process holds the same values and keeps its own shards.
+    return jax.device_put(jax.device_get(state), self.state_shardings)
 
   @functools.cached_property
   def state_shardings(self):
-    return sharding.state_shardings(jax.eval_shape(self.initial_state), self.mesh)
+    state = jax.eval_shape(lambda: {"step": jnp.zeros((), jnp.int32), "params": self.params,
+                                    "opt_state": self.optimizer.init(self.params)})
+    return sharding.state_shardings(state, self.mesh, self.config.mesh.fsdp)
 
   def sampler(self, batch_size: int):
-    """(key, step) -> batch, jitted, split over the data axis."""
-    return jax.jit(lambda key, step: self.task.sample(key, batch_size, step),
-                   out_shardings=sharding.batch_sharding(self.mesh))
+    """(key, step) -> the global batch, split over the data axis."""
+    return sharding.batch_sampler(self.task.sample, batch_size, self.mesh)
 
   @functools.cache
   def train_step(self, loops: int, shift_stage: int | None = None):
@@ -102,7 +107,9 @@ class Experiment:
   @functools.cache
   def eval_step(self, loops: int):
     fn = step_lib.make_eval_step(self.graphdef, self.task)
-    return jax.jit(functools.partial(fn, loops=loops))
+    # Replicated sums: every process can read them.
+    return jax.jit(functools.partial(fn, loops=loops),
+                   out_shardings=sharding.replicated(self.mesh))
 
   @functools.cached_property
   def eval_batches(self) -> list[dict]:
@@ -135,23 +142,35 @@ class Experiment:
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
-  """Refuses a workdir that holds a run of another config, unless `overwrite`."""
+  """Refuses a workdir that holds a run of another config, unless `overwrite`.
+
+  The mesh (PLACEMENT_KEYS) may differ: the run resumes on the new one. Every process
+  checks; process 0 writes, between barriers, so none reads a half-replaced workdir.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   text = config_lib.to_json(config)
+  replace = overwrite and os.path.isdir(workdir)
   if os.path.exists(path):
     with open(path) as f:
-      old = json.load(f)
-    if old != json.loads(text):
-      if not overwrite:
-        diff = _first_difference(old, json.loads(text))
-        raise ConfigError(f"workdir {workdir} holds a run of a different config ({diff}); "
-                          "use another --workdir or pass --overwrite to replace it.")
+      old = _without_placement(json.load(f))
+    new = _without_placement(json.loads(text))
+    if old != new and not overwrite:
+      raise ConfigError(f"workdir {workdir} holds a run of a different config "
+                        f"({_first_difference(old, new)}); use another --workdir or pass "
+                        "--overwrite to replace it.")
+    replace = old != new
+  distributed.barrier("prepare_workdir:checked")
+  if distributed.is_primary():
+    if replace:
       shutil.rmtree(workdir)
-  elif overwrite and os.path.isdir(workdir):
-    shutil.rmtree(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
-    f.write(text)
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+      f.write(text)
+  distributed.barrier("prepare_workdir:written")
+
+
+def _without_placement(config: dict) -> dict:
+  return {k: v for k, v in config.items() if k not in PLACEMENT_KEYS}
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
@@ -181,13 +200,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
     state, meta = ckpt.restore(latest, state)
     if run is not None:
       run = _restore_shift(exp, state, meta, latest)
-    if not quiet:
+    if not quiet and distributed.is_primary():
       print(f"{prefix}resumed from the checkpoint at step {latest}", flush=True)
   step = int(state["step"])
-  writer = metrics_lib.MetricWriter(workdir, resume_step=step)
-  spectra = landscape_tracking.SpectraWriter(workdir, resume_step=step)
+  primary = distributed.is_primary()  # the only process that writes files and prints
+  writer = (metrics_lib.MetricWriter(workdir, resume_step=step) if primary
+            else metrics_lib.NullWriter())
+  spectra = (landscape_tracking.SpectraWriter(workdir, resume_step=step) if primary
+             else metrics_lib.NullWriter())
   progress = metrics_lib.Progress(t.num_steps, step, prefix=prefix,
-                                  stream=open(os.devnull, "w") if quiet else None)
+                                  stream=open(os.devnull, "w") if quiet or not primary else None)
   sample = exp.sampler(t.batch_size)
   data_key = jax.random.key(config.data_seed)
   pending: list[dict] = []
@@ -250,8 +272,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
                           "train_seconds": clock.seconds}
   if run is not None:
     summary |= run.end_metrics()
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2, sort_keys=True)
+  if primary:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2, sort_keys=True)
   return final_eval
 
 
@@ -336,8 +359,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   exp = Experiment.build(config)
   latest, state = _restore_latest(exp, workdir)
   result = {"step": latest} | exp.evaluate(state["params"])
-  with open(os.path.join(workdir, "eval.json"), "w") as f:
-    json.dump(result, f, indent=2, sort_keys=True)
+  if icl_report.applies(exp.task):  # error vs k / vs loops with baselines, JSON + PNG
+    result |= icl_report.write(exp, state["params"], workdir)
+  if distributed.is_primary():
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+      json.dump(result, f, indent=2, sort_keys=True)
   loop_sweep.write(exp, state["params"], workdir)  # token tasks with eval.loop_sweep on
   return result
 
@@ -351,6 +377,7 @@ def hessian(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   exp = Experiment.build(config)
   latest, state = _restore_latest(exp, workdir)
   result = {"step": latest} | exp.probe.spectrum(state["params"])
-  with open(os.path.join(workdir, landscape_tracking.RESULT_FILE), "w") as f:
-    json.dump(result, f, indent=1, sort_keys=True)
+  if distributed.is_primary():
+    with open(os.path.join(workdir, landscape_tracking.RESULT_FILE), "w") as f:
+      json.dump(result, f, indent=1, sort_keys=True)
   return result

@@ -1,0 +1,49 @@
+"""configs/yang_icl.py: every task, CPU and full, builds valid variants; bad arguments fail."""
+
+import importlib.util
+import os
+
+import pytest
+
+from helpers import REPO
+from looped_jax import tasks
+from looped_jax.analysis import icl_report
+from looped_jax.errors import ConfigError
+from looped_jax.train import experiment
+
+TASKS = ("linear_regression", "noisy_linear_regression", "sparse_linear_regression",
+         "decision_tree", "relu2nn")
+PAPER_BT = {"linear_regression": (20, 15), "noisy_linear_regression": (20, 15),
+            "sparse_linear_regression": (20, 10), "decision_tree": (70, 15), "relu2nn": (12, 5)}
+
+
+def _get_config(arg):
+  spec = importlib.util.spec_from_file_location("yang_icl", os.path.join(REPO, "configs",
+                                                                         "yang_icl.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("size", ["", ":full"])
+def test_every_task_builds_its_variants(task, size):
+  runs = experiment.expand(_get_config(task + size))
+  assert set(runs) == {"looped", "standard", "looped_no_inject"}
+  looped = runs["looped"]
+  t = tasks.get(looped.task)
+  icl_report.settings_of(looped.eval.icl_settings)
+  icl_report.baselines_of(t, looped.eval.icl_baselines)
+  if size:
+    assert (looped.model.num_loops, looped.train.grad_loops) == PAPER_BT[task]
+    assert t.n_dims == 20 and looped.model.d_model == 256
+    assert runs["standard"].model.num_layers == 12
+  assert runs["standard"].model.num_loops == 1
+
+
+def test_variant_selection_and_bad_arguments():
+  assert set(experiment.expand(_get_config("relu2nn:looped"))) == {"looped"}
+  with pytest.raises(ConfigError, match="linear_regression"):
+    _get_config("linear")
+  with pytest.raises(ConfigError, match="looped_no_inject"):
+    _get_config("relu2nn:fulll")
