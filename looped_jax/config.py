@@ -20,11 +20,12 @@ BLOCKS = ("gpt2", "attn_only")
 ATTENTIONS = ("softmax", "linear")
 INJECTIONS = ("none", "add", "concat", "internal")
 STATE_NORMS = ("none", "rms")
-INIT_STATES = ("input", "zeros")
+INIT_STATES = ("input", "zeros", "random")
 POSITIONS = ("learned", "none")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 DTYPES = ("float32", "bfloat16")
-LOSS_ON = ("last", "window")
+LOSS_ON = ("last", "window", "all")
+RANDOM_LOOPS = ("none", "poisson_lognormal", "uniform")  # = train.loop_sampling.KINDS
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine")
 MODES = ("train", "eval", "hessian")
@@ -32,7 +33,7 @@ HESSIAN_METHODS = ("exact", "lanczos")
 SHIFT_MOMENTS = ("keep", "reset")  # = looped_jax.train.shift.MOMENTS (not imported: keeps jax out)
 SHIFT_LR = ("keep", "rewarm")
 # Dict-valued keys whose contents are free-form (checked by their own parsers, not the schema).
-FREE_FORM = ("task", "variants", "shift.criterion")
+FREE_FORM = ("task", "variants", "shift.criterion", "eval.loop_sweep.tasks")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -59,7 +60,10 @@ def base_config() -> ml_collections.ConfigDict:
   m.injection = "none"  # none | add: f(h + e) (Yang) | concat: f(W[h; e]) | internal (Labovich)
   m.state_norm = "none"  # rms: outer normalisation of the state after every loop (Labovich)
   m.timestep = False  # zero-init per-loop adaLN gates/scales from the loop index (Xu & Sato)
-  m.init_state = "input"  # h_0 = e (input) or 0 (zeros; Yang with injection)
+  m.init_state = "input"  # h_0 = e (input), 0 (zeros; Yang) or random (N(0, init_sigma^2))
+  m.init_sigma = 1.0  # init_state=random: std of h_0, truncated at +-3 sigma (Geiping)
+  m.prelude_layers = 0  # P distinct blocks applied once before the loop (Geiping's prelude)
+  m.coda_layers = 0  # C distinct blocks applied once after the loop, before ln_f and head
   m.position = "learned"
   m.position_in_loop = False  # Yang: add the position embedding inside every loop
   m.norm_in_loop = False  # Yang: apply ln_f at the end of every loop
@@ -73,7 +77,19 @@ def base_config() -> ml_collections.ConfigDict:
   t.num_steps = 1000
   t.batch_size = 64  # global batch, split over the mesh's data axis
   t.grad_loops = 0  # truncated backprop: only the last T loops get gradients (0 = all)
-  t.loss_on = "last"  # last: loss of the final loop; window: mean over the last grad_loops loops
+  t.loss_on = "last"  # last: final loop; window: mean over the last grad_loops loops; all: every loop
+  t.loop_weight_power = 0.0  # window/all: loop l's loss weighted by l^power (0 = plain mean)
+  # Progressive loss (Bansal): (1 - alpha) * plain + alpha * loss after n ~ U{0..L-1} detached
+  # warm-start loops then k ~ U{1..L-n} loops with gradient; n, k drawn per step.
+  t.progressive = False
+  t.progressive_alpha = 1.0
+  # Random loop count per step (Geiping): r = Poisson(LogNormal(log(mean) - sigma^2/2, sigma))
+  # + 1 (E[r] = mean + 1) or r ~ U{low..high}; max(r - grad_loops, 0) loops run detached.
+  t.random_loops = "none"  # none | poisson_lognormal | uniform
+  t.random_loops_mean = 0.0  # r̄; 0 = model.num_loops
+  t.random_loops_sigma = 0.5
+  t.random_loops_low = 1
+  t.random_loops_high = 0  # 0 = model.num_loops
   t.loop_curriculum = ml_collections.ConfigDict({"start": 0, "increment": 0, "every": 0})
   t.optimizer = "adam"
   t.learning_rate = 1e-3
@@ -92,6 +108,16 @@ def base_config() -> ml_collections.ConfigDict:
   e.batch_size = 256
   e.num_batches = 4
   e.loops = ()  # extra loop counts to evaluate besides model.num_loops
+  # --mode=eval loop sweep of token tasks (analysis/loop_sweep.py): accuracy after every loop
+  # 1..max_factor * num_loops, adaptive exit and fixed-point diagnostics, per setting.
+  ls = e.loop_sweep = ml_collections.ConfigDict()
+  ls.max_factor = 0  # 0 = off
+  ls.tasks = ml_collections.ConfigDict()  # harder test settings: name -> task field overrides
+  ls.batch_size = 256  # one held-out batch per setting (eval_seed)
+  ls.residual_threshold = 1e-3  # adaptive exit: ||h_{t+1} - h_t|| / ||h_t|| below this
+  ls.kl_threshold = 1e-3  # adaptive exit: KL(p_{t+1} || p_t) below this (Geiping)
+  ls.diagnose_examples = 16  # fixed-point diagnostics on this many sequences; 0 = skip
+  ls.diagnose_settings = ()  # settings ("train" or a tasks name) to diagnose; () = all
   # --mode=eval on in-context regression tasks (analysis/icl_report.py): error vs k and vs loops.
   e.icl_prompts = 1280  # prompts per setting (Yang's notebooks: 1280)
   e.icl_settings = ("standard",)  # names from analysis/icl_eval.SUITE, or ("all",)
@@ -173,13 +199,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
   check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1).")
   check(m.injection != "none" or m.init_state == "input",
-        "model.init_state='zeros' needs an input injection (model.injection='add', 'concat' "
-        "or 'internal').")
+        f"model.init_state={m.init_state!r} needs an input injection (model.injection='add', "
+        "'concat' or 'internal').")
+  check(m.init_sigma > 0, f"model.init_sigma={m.init_sigma} must be positive.")
+  for key in ("prelude_layers", "coda_layers"):
+    check(int(m[key]) >= 0, f"model.{key}={m[key]} must be >= 0.")
   check(t.num_steps >= 0, f"train.num_steps={t.num_steps} must be >= 0.")
   check(t.batch_size > 0, f"train.batch_size={t.batch_size} must be positive.")
   check(0 <= t.grad_loops, f"train.grad_loops={t.grad_loops} must be >= 0 (0 = all loops).")
   check(t.loss_on != "window" or t.grad_loops > 0,
         "train.loss_on='window' needs train.grad_loops > 0 (the window length T).")
+  check(t.loss_on != "all" or t.grad_loops == 0,
+        "train.loss_on='all' supervises every loop with gradients; it needs train.grad_loops=0 "
+        "(use loss_on='window' for the last grad_loops loops).")
+  validate_loop_options(config)
   for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
     check(t[key] > 0, f"train.{key}={t[key]} must be positive.")
   check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be positive.")
@@ -188,6 +221,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "train.loop_curriculum start/increment/every must be >= 0.")
   check(config.eval.every > 0 and config.eval.num_batches > 0 and config.eval.batch_size > 0,
         "eval.every, eval.num_batches and eval.batch_size must be positive.")
+  ls = config.eval.loop_sweep
+  check(ls.max_factor >= 0 and ls.batch_size > 0 and ls.diagnose_examples >= 0,
+        "eval.loop_sweep.max_factor and diagnose_examples must be >= 0, batch_size positive.")
+  check(ls.diagnose_examples <= ls.batch_size,
+        f"eval.loop_sweep.diagnose_examples={ls.diagnose_examples} must be <= its batch_size.")
+  for name in ls.diagnose_settings:
+    check(name == "train" or name in ls.tasks,
+          f"eval.loop_sweep.diagnose_settings names {name!r}; allowed: 'train' and the names "
+          "in eval.loop_sweep.tasks.")
+  check(ls.residual_threshold > 0 and ls.kl_threshold > 0,
+        "eval.loop_sweep.residual_threshold and kl_threshold must be positive.")
   check(config.eval.icl_prompts > 0 and config.eval.icl_max_loops >= 0,
         "eval.icl_prompts must be positive and eval.icl_max_loops >= 0 (0 = 10x model.num_loops).")
   for loops in config.eval.loops:
@@ -200,6 +244,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name, overrides in dict(config.variants).items():
     check(isinstance(overrides, (dict, ml_collections.ConfigDict)),
           f"variants.{name} must be a nested dict of config overrides.")
+
+
+def validate_loop_options(config: ml_collections.ConfigDict) -> None:
+  """Checks progressive loss and random loop counts (train.progressive*, train.random_loops*)."""
+  t = config.train
+  check_choice("train.random_loops", t.random_loops, RANDOM_LOOPS)
+  check(0.0 <= t.progressive_alpha <= 1.0,
+        f"train.progressive_alpha={t.progressive_alpha} must be in [0, 1].")
+  if t.random_loops == "none":
+    return
+  check(not t.progressive, "train.random_loops and train.progressive both draw loop counts; "
+        "use one of them.")
+  check(t.grad_loops > 0, "train.random_loops needs train.grad_loops > 0 (the backprop depth k; "
+        "set it to the largest count for full backprop).")
+  check(t.loss_on in ("last", "window"),
+        f"train.random_loops needs train.loss_on 'last' or 'window', not {t.loss_on!r}.")
+  check(not t.loop_curriculum.every and not config.shift.loops,
+        "train.random_loops sets the loop count; it cannot be combined with "
+        "train.loop_curriculum or shift.loops.")
+  check(t.random_loops_mean >= 0 and t.random_loops_sigma >= 0,
+        "train.random_loops_mean and train.random_loops_sigma must be >= 0 (mean 0 = "
+        "model.num_loops).")
+  high = t.random_loops_high or config.model.num_loops
+  check(1 <= t.random_loops_low <= high,
+        f"train.random_loops_low={t.random_loops_low} and high={high} must satisfy "
+        "1 <= low <= high.")
 
 
 def validate_mesh(config: ml_collections.ConfigDict) -> None:
@@ -273,7 +343,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Any) -> ml_col
   def merge(node: dict, update: Any, path: str) -> None:
     for key, value in dict(update).items():
       here = f"{path}{key}"
-      free = here.startswith("task") or here.startswith("shift.criterion")
+      free = (here.startswith("task") or here.startswith("shift.criterion")
+              or here.startswith("eval.loop_sweep.tasks"))
       if key not in node and not free:
         raise ConfigError(f"override {here!r} names an unknown config key.")
       if here == "shift.criterion":  # replaced whole: another kind has other settings

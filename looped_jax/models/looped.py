@@ -1,10 +1,10 @@
 """The looped transformer family: k distinct layers applied L times (k⊗L).
 
-  e   = embed(inputs) (+ positions)                 [B, n, D]
-  h_0 = e  or  0                                    (init_state)
+  e   = prelude(embed(inputs) (+ positions))        [B, n, D]   (prelude: P blocks, once)
+  h_0 = e  or  0  or  N(0, sigma^2)                 (init_state)
   h_t = loop(h_{t-1}, e) for t = 1..L, where loop = inject -> (+ positions) -> layer_1..k
                                                      -> (ln_f)
-  out = head(final_norm(h_L))                       [B, n, output_dim]
+  out = head(final_norm(coda(h_L)))                 [B, n, output_dim]   (coda: C blocks, once)
 
 Single-Attn is k=1, L=1; Looped-Attn k=1, L>1; a standard N-layer transformer k=N, L=1.
 L is a call argument, so one parameter tree runs at any loop count. Loops run under
@@ -14,6 +14,15 @@ scan over their stacked parameters. The first L - T loops can run under stop_gra
 at most `unroll` loops is unrolled into straight-line code instead (faster on CPU: a scan's
 backward pass stacks every loop's residuals into buffers it must zero, fill and slice; costs
 compile time linear in T). A single layer is applied without the inner scan.
+`forward_dynamic` takes the loop counts as traced integers instead (random depth, progressive
+loss): one compilation serves every count.
+
+Prelude / core / coda (Geiping et al.): `prelude_layers` P and `coda_layers` C distinct blocks
+run once before and after the looped core; with P = C = 0 (the default) the model and its
+parameter tree are exactly the plain k⊗L model. The prelude output is e, the injected input.
+A random initial state (`init_state="random"`) draws h_0 per sequence from N(0, sigma^2)
+truncated at +-3 sigma (Geiping); the caller passes the key (the train step: one per step;
+without a key, a fixed key(0), so evaluation is deterministic).
 
 Injection: none | add (f(h + e), Yang) | concat (f(W[h; e]), recall) | internal (W_x e added
 to the MLP input inside every block, Labovich). Outer norm: `state_norm="rms"` normalises the
@@ -65,6 +74,9 @@ class ModelSpec:
   state_norm: str = "none"
   timestep: bool = False
   init_state: str = "input"
+  init_sigma: float = 1.0
+  prelude_layers: int = 0
+  coda_layers: int = 0
   position: str = "learned"
   position_in_loop: bool = False
   norm_in_loop: bool = False
@@ -111,16 +123,22 @@ class LoopedTransformer(nnx.Module):
     out_std = layers.INIT_STD / (2 * spec.num_layers) ** 0.5
     block_cls = layers.BLOCKS[spec.block]
 
-    @nnx.split_rngs(splits=spec.num_layers)
-    @nnx.vmap(in_axes=(0,), out_axes=0)
-    def make_stack(rngs):
-      return block_cls(spec, out_std=out_std, rngs=rngs)
 
-    self.layers = make_stack(rngs)  # every parameter has a leading axis of size k
+    def make_stack(count):
+      @nnx.split_rngs(splits=count)
+      @nnx.vmap(in_axes=(0,), out_axes=0)
+      def make(rngs):
+        return block_cls(spec, out_std=out_std, rngs=rngs)
+      return make(rngs)
+
+    self.layers = make_stack(spec.num_layers)  # every parameter has a leading axis of size k
     self.ln_f = (layers.layer_norm(d, rngs, dt) if spec.final_norm or spec.norm_in_loop
                  else None)
     self.head = layers.linear(d, spec.output_dim, std=layers.INIT_STD, use_bias=True,
                               rngs=rngs, dtype=dt)
+    # Created last, so the other parameters draw the same initial values as without them.
+    self.prelude = make_stack(spec.prelude_layers) if spec.prelude_layers else None
+    self.coda = make_stack(spec.coda_layers) if spec.coda_layers else None
 
   # -- the pieces, usable one by one (fixed-point analysis calls `loop` directly) --
 
@@ -131,8 +149,21 @@ class LoopedTransformer(nnx.Module):
       e = e + self.positions[: e.shape[1]].astype(e.dtype)
     return e.astype(self.spec.compute_dtype)
 
-  def initial_state(self, e: jax.Array) -> jax.Array:
-    return e if self.spec.init_state == "input" else jnp.zeros_like(e)
+  def encode(self, inputs: jax.Array) -> jax.Array:
+    """[B, n] ids or [B, n, d_in] vectors -> e [B, n, D]: embedding, then the prelude."""
+    e = self.embed(inputs)
+    return e if self.prelude is None else _run_stack(self.prelude, e)
+
+  def initial_state(self, e: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    """h_0 [B, n, D] for injection e. `key` feeds init_state="random" (default key(0))."""
+    mode = self.spec.init_state
+    if mode == "input":
+      return e
+    if mode == "zeros":
+      return jnp.zeros_like(e)
+    key = jax.random.key(0) if key is None else key
+    noise = jax.random.truncated_normal(key, -3.0, 3.0, e.shape, jnp.float32)
+    return (self.spec.init_sigma * noise).astype(e.dtype)
 
   def _inject(self, h: jax.Array, e: jax.Array) -> jax.Array:
     mode = self.spec.injection
@@ -173,7 +204,9 @@ class LoopedTransformer(nnx.Module):
     return h
 
   def readout(self, h: jax.Array) -> jax.Array:
-    """State [B, n, D] -> outputs [B, n, output_dim] (float32)."""
+    """State [B, n, D] -> outputs [B, n, output_dim] (float32): coda, final norm, head."""
+    if self.coda is not None:
+      h = _run_stack(self.coda, h)
     if self.ln_f is not None and not self.spec.norm_in_loop:
       h = self.ln_f(h)
     return self.head(h).astype(jnp.float32)
@@ -181,19 +214,21 @@ class LoopedTransformer(nnx.Module):
   # -- the whole forward pass --
 
   def __call__(self, inputs: jax.Array, num_loops: int | None = None, *, grad_loops: int = 0,
-               per_loop: bool = False, dropout_key: jax.Array | None = None) -> jax.Array:
+               per_loop: bool = False, dropout_key: jax.Array | None = None,
+               state_key: jax.Array | None = None) -> jax.Array:
     """Runs `num_loops` loops (default spec.num_loops).
 
     grad_loops: T > 0 runs the first L - T loops under stop_gradient (truncated backprop).
     per_loop: return the read-out of each of the last T loops (all L when T = 0),
       [T, B, n, output_dim]; otherwise the final read-out [B, n, output_dim].
+    state_key: key of the random initial state (init_state="random").
     """
     num_loops = self.spec.num_loops if num_loops is None else num_loops
     if num_loops < 1:
       raise ValueError(f"num_loops={num_loops} must be >= 1.")
     window = num_loops if grad_loops <= 0 else min(grad_loops, num_loops)
-    e = self.embed(inputs)
-    h = self.initial_state(e)
+    e = self.encode(inputs)
+    h = self.initial_state(e, state_key)
     loop = self._loop_fn(e, dropout_key)
     if num_loops > window:
       h, _ = jax.lax.scan(lambda h, t: (loop(h, t), None), h, jnp.arange(num_loops - window))
@@ -214,16 +249,58 @@ class LoopedTransformer(nnx.Module):
       h, outs = jax.lax.scan(emit, h, ts)
     return outs if per_loop else self.readout(h)
 
-  def trajectory(self, inputs: jax.Array, num_loops: int) -> jax.Array:
+  def forward_dynamic(self, inputs: jax.Array, *, warm_loops: jax.Array | int,
+                      active_loops: jax.Array | int, window: int, per_loop: bool = False,
+                      dropout_key: jax.Array | None = None,
+                      state_key: jax.Array | None = None):
+    """Loops with traced counts: one compilation for every count.
+
+    First `warm_loops` n (traced, >= 0) loops run forward only from h_0 with the parameters
+    and e under stop_gradient, in a `lax.while_loop` (cost: n loops, no backward pass); with
+    n = 0 nothing is detached (h_0 = e keeps its gradient, as in `__call__`). Then
+    `window` W (static) loop slots with gradients follow, of which the first `active_loops`
+    a (traced, 1 <= a <= W) apply the loop and the rest are the identity (a masked
+    `lax.scan`: cost W loops forward and backward, which is what makes the count dynamic
+    under reverse-mode differentiation). Loop indices (timestep conditioning, dropout keys)
+    continue from n: n, n + 1, ..., n + a - 1, so n = 0, a = W equals `__call__` at W loops.
+
+    Returns the final read-out [B, n, C]; with per_loop, (read-outs after every slot
+    [W, B, n, C], mask [W] float32 = 1 on the a active slots).
+    """
+    e = self.encode(inputs)
+    h = self.initial_state(e, state_key)
+    # The warm start sees constants only: no tangent reaches the while_loop (which has no
+    # reverse-mode rule) and no gradient reaches the parameters through it.
+    graphdef, state = nnx.split(self)
+    frozen = nnx.merge(graphdef, jax.lax.stop_gradient(state))
+    warm_loop = frozen._loop_fn(jax.lax.stop_gradient(e), dropout_key)
+    warm = jnp.asarray(warm_loops, jnp.int32)
+    h_warm = jax.lax.fori_loop(0, warm, lambda t, h: warm_loop(h, t), jax.lax.stop_gradient(h))
+    h = jnp.where(warm > 0, h_warm, h)  # n = 0: h_0 keeps its gradient (e.g. through h_0 = e)
+    loop = self._loop_fn(e, dropout_key)
+    active = jnp.asarray(active_loops, jnp.int32)
+
+    def slot(h, i):
+      # Inactive slots still compute the loop (static shapes) and keep the old state.
+      h = jnp.where(i < active, loop(h, warm + i), h)
+      return h, (self.readout(h) if per_loop else None)
+
+    h, outs = jax.lax.scan(slot, h, jnp.arange(window, dtype=jnp.int32))
+    if per_loop:
+      return outs, (jnp.arange(window) < active).astype(jnp.float32)
+    return self.readout(h)
+
+  def trajectory(self, inputs: jax.Array, num_loops: int,
+                 state_key: jax.Array | None = None) -> jax.Array:
     """States after each loop, [L, B, n, D] (no read-out), for analysis."""
-    e = self.embed(inputs)
+    e = self.encode(inputs)
     loop = self._loop_fn(e, None)
 
     def step(h, t):
       h = loop(h, t)
       return h, h
 
-    _, states = jax.lax.scan(step, self.initial_state(e), jnp.arange(num_loops))
+    _, states = jax.lax.scan(step, self.initial_state(e, state_key), jnp.arange(num_loops))
     return states
 
   def _loop_fn(self, e: jax.Array, dropout_key: jax.Array | None):
@@ -236,3 +313,16 @@ class LoopedTransformer(nnx.Module):
     if self.spec.remat == "none":
       return body
     return jax.checkpoint(body, policy=REMAT_POLICIES[self.spec.remat])
+
+
+def _run_stack(stack: nnx.Module, h: jax.Array) -> jax.Array:
+  """Applies a stack of blocks with stacked parameters once each, in order (prelude, coda).
+
+  No dropout, recall or timestep modulation here: those belong to the looped core."""
+  stack_def, stack_params = nnx.split(stack)
+
+  def apply_block(h, params_i):
+    return nnx.merge(stack_def, params_i)(h), None
+
+  h, _ = jax.lax.scan(apply_block, h, stack_params)
+  return h

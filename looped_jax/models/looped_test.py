@@ -39,11 +39,19 @@ def layer(graphdef, params, i):
   return nnx.merge(layer_def, jax.tree.map(lambda x: x[i], layer_params))
 
 
+def stack_block(stack, i):
+  """Block i of a prelude/coda stack as a standalone module."""
+  stack_def, stack_params = nnx.split(stack)
+  return nnx.merge(stack_def, jax.tree.map(lambda x: x[i], stack_params))
+
+
 def reference(graphdef, params, x, num_loops):
   """The forward pass written out with Python loops over loops and layers."""
   model = models.merge(graphdef, params)
   spec = model.spec
   e = model.embed(x)
+  for i in range(spec.prelude_layers):
+    e = stack_block(model.prelude, i)(e)
   h = e if spec.init_state == "input" else jnp.zeros_like(e)
   for t in range(num_loops):
     if spec.injection == "add":
@@ -60,7 +68,11 @@ def reference(graphdef, params, x, num_loops):
       h = model.ln_f(h)
     if spec.state_norm == "rms":
       h = h / jnp.sqrt(jnp.mean(h**2, axis=-1, keepdims=True) + 1e-6)
-  return model.readout(h)
+  for i in range(spec.coda_layers):
+    h = stack_block(model.coda, i)(h)
+  if model.ln_f is not None and not spec.norm_in_loop:
+    h = model.ln_f(h)
+  return model.head(h)
 
 
 @pytest.mark.parametrize("options", [
@@ -71,6 +83,7 @@ def reference(graphdef, params, x, num_loops):
     dict(block="gpt2", injection="concat", remat="full"),
     dict(block="gpt2", injection="internal", state_norm="rms", num_layers=2),
     dict(block="gpt2", timestep=True, perturb="timestep"),
+    dict(block="gpt2", injection="concat", prelude_layers=2, coda_layers=1, num_layers=2),
 ])
 def test_scan_over_loops_equals_python_loop(options):
   options = dict(options)
@@ -226,3 +239,76 @@ def test_outer_norm_keeps_state_on_the_sphere():
   graphdef, params = build(injection="internal", num_loops=6)
   plain = models.merge(graphdef, params).trajectory(tokens(), 6)
   assert not np.allclose(jnp.mean(plain**2, axis=-1), 1.0, rtol=1e-1)
+
+
+def test_prelude_and_coda_default_off_leaves_the_parameter_tree():
+  _, params = build(num_loops=3)
+  assert set(params) == {"embedding", "positions", "layers", "ln_f", "head"}
+  _, with_stacks = build(num_loops=3, prelude_layers=2, coda_layers=1)
+  assert set(with_stacks) == set(params) | {"prelude", "coda"}
+  assert with_stacks["prelude"]["mlp"]["up"]["kernel"].shape[0] == 2
+  assert with_stacks["coda"]["mlp"]["up"]["kernel"].shape[0] == 1
+  # The stacks are created last: every other initial parameter is that of the plain model.
+  jax.tree.map(np.testing.assert_array_equal, params,
+               {k: v for k, v in with_stacks.items() if k in params})
+
+
+def test_random_initial_state_is_per_sequence_keyed_and_truncated():
+  graphdef, params = build(injection="concat", init_state="random", init_sigma=0.5)
+  model = models.merge(graphdef, params)
+  e = model.encode(tokens(batch=64))
+  h0 = model.initial_state(e, jax.random.key(1))
+  assert h0.shape == e.shape
+  assert float(jnp.max(jnp.abs(h0))) <= 1.5 + 1e-6  # truncated at 3 sigma
+  np.testing.assert_allclose(float(jnp.std(h0)), 0.5 * 0.9866, rtol=0.05)  # truncated std
+  assert not np.allclose(h0[0], h0[1])  # one draw per sequence
+  np.testing.assert_array_equal(h0, model.initial_state(e, jax.random.key(1)))
+  np.testing.assert_array_equal(model.initial_state(e), model.initial_state(e, jax.random.key(0)))
+  x = tokens()
+  a = models.apply(graphdef, params, x, 2, state_key=jax.random.key(1))
+  b = models.apply(graphdef, params, x, 2, state_key=jax.random.key(2))
+  assert not np.allclose(a, b)
+
+
+def test_forward_dynamic_matches_static_loops():
+  graphdef, params = build(injection="concat", state_norm="rms", timestep=True)
+  # Nonzero timestep modulation: the loop index each slot uses matters.
+  params["timestep"] = jax.tree.map(lambda x: 0.1 * jnp.ones_like(x), params["timestep"])
+  x = tokens()
+  model = models.merge(graphdef, params)
+  run = jax.jit(lambda n, a: model.forward_dynamic(x, warm_loops=n, active_loops=a, window=4,
+                                                   per_loop=True))
+  static = jax.jit(lambda: jax.vmap(model.readout)(model.trajectory(x, 7)))()  # loops 1..7
+  for warm, active in ((0, 4), (2, 1), (3, 3)):
+    outs, mask = run(warm, active)
+    np.testing.assert_array_equal(mask, np.arange(4) < active)
+    for j in range(4):  # slot j holds loop warm + min(j, active - 1) + 1
+      np.testing.assert_allclose(outs[j], static[warm + min(j, active - 1)], rtol=1e-5,
+                                 atol=1e-5)
+
+
+def test_forward_dynamic_warm_start_gets_no_gradient():
+  graphdef, params = build(injection="concat")
+  x = tokens()
+
+  def dynamic(p, warm):
+    return jnp.sum(models.merge(graphdef, p).forward_dynamic(
+        x, warm_loops=warm, active_loops=2, window=3) ** 2)
+
+  def by_hand(p, detach):
+    model = models.merge(graphdef, p)
+    e = model.embed(x)
+    h = e
+    for t in range(3):
+      h = model.loop(h, e, None, t)
+    h = jax.lax.stop_gradient(h) if detach else h
+    for t in range(3, 5):
+      h = model.loop(h, e, None, t)
+    return jnp.sum(model.readout(h) ** 2)
+
+  got = jax.jit(jax.grad(dynamic))(params, 3)
+  want = jax.jit(jax.grad(by_hand), static_argnums=1)(params, True)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), got, want)
+  through = jax.jit(jax.grad(by_hand), static_argnums=1)(params, False)  # the check can fail: gradients would differ
+  assert not np.allclose(through["layers"]["attn"]["qkv"]["kernel"],
+                         got["layers"]["attn"]["qkv"]["kernel"])

@@ -50,15 +50,15 @@ LOGICAL_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"timestep/out/kernel", ("embed", "modulation")),
     (r"timestep/out/bias", ("modulation",)),
     # the k stacked layers: attention (fused QKV) and MLP, Megatron-split
-    (r"layers/ln\d?/(scale|bias)", ("layers", "embed")),
-    (r"layers/attn/qkv/kernel", ("layers", "embed", "qkv")),  # column-parallel
-    (r"layers/attn/qkv/bias", ("layers", "qkv")),
-    (r"layers/attn/out/kernel", ("layers", "heads", "embed")),  # row-parallel
-    (r"layers/attn/out/bias", ("layers", "embed")),
-    (r"layers/mlp/up/kernel", ("layers", "embed", "mlp")),  # column-parallel
-    (r"layers/mlp/up/bias", ("layers", "mlp")),
-    (r"layers/mlp/down/kernel", ("layers", "mlp", "embed")),  # row-parallel
-    (r"layers/mlp/down/bias", ("layers", "embed")),
+    (r"(layers|prelude|coda)/ln\d?/(scale|bias)", ("layers", "embed")),
+    (r"(layers|prelude|coda)/attn/qkv/kernel", ("layers", "embed", "qkv")),  # column-parallel
+    (r"(layers|prelude|coda)/attn/qkv/bias", ("layers", "qkv")),
+    (r"(layers|prelude|coda)/attn/out/kernel", ("layers", "heads", "embed")),  # row-parallel
+    (r"(layers|prelude|coda)/attn/out/bias", ("layers", "embed")),
+    (r"(layers|prelude|coda)/mlp/up/kernel", ("layers", "embed", "mlp")),  # column-parallel
+    (r"(layers|prelude|coda)/mlp/up/bias", ("layers", "mlp")),
+    (r"(layers|prelude|coda)/mlp/down/kernel", ("layers", "mlp", "embed")),  # row-parallel
+    (r"(layers|prelude|coda)/mlp/down/bias", ("layers", "embed")),
     # output side
     (r"ln_f/(scale|bias)", ("embed",)),
     (r"head/kernel", ("embed", "output")),

@@ -26,6 +26,7 @@ VARIANTS = {
     "gpt2 vectors internal recall": dict(injection="internal", task_name="linear_regression"),
     "attn_only no pre-norm, 2 layers": dict(block="attn_only", pre_norm=False, num_layers=2),
     "attn_only pre-norm, no positions": dict(block="attn_only", position="none"),
+    "gpt2 prelude, core, coda": dict(prelude_layers=1, coda_layers=2),
 }
 
 

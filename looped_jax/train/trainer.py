@@ -31,7 +31,7 @@ import numpy as np
 
 from looped_jax import config as config_lib
 from looped_jax import distributed, models, tasks
-from looped_jax.analysis import icl_report, landscape_tracking
+from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import metrics as metrics_lib
@@ -98,9 +98,8 @@ class Experiment:
 
   @functools.cache
   def train_step(self, loops: int, shift_stage: int | None = None):
-    t = self.config.train
     fn = step_lib.make_train_step(self.graphdef, self.task, self.optimizer,
-                                  grad_loops=t.grad_loops, loss_on=t.loss_on,
+                                  options=step_lib.LossOptions.from_config(self.config),
                                   dropout=self.config.model.dropout > 0, seed=self.config.seed)
     return jax.jit(functools.partial(fn, loops=loops, shift_stage=shift_stage),
                    in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh)),
@@ -390,6 +389,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   if distributed.is_primary():
     with open(os.path.join(workdir, "eval.json"), "w") as f:
       json.dump(result, f, indent=2, sort_keys=True)
+  loop_sweep.write(exp, state["params"], workdir)  # token tasks with eval.loop_sweep on
   return result
 
 
