@@ -103,8 +103,14 @@ def _exits(model, batch: dict, max_loops: int, thresholds: dict[str, float]) -> 
   return out
 
 
-def _diagnose(model, batch: dict, max_loops: int, examples: int, key: jax.Array) -> dict:
-  e = model.encode(batch["inputs"][:examples])
+def _diagnose(graphdef, params, batch: dict, max_loops: int, examples: int,
+              key: jax.Array) -> dict:
+  # On one device: the diagnostics are per-example and small, so replicating them over the mesh
+  # buys nothing, and on a multi-device CPU host (jax 0.10.2) the replicated program with the
+  # batched dense SVD never returned. This gathers the parameters onto the first local device.
+  device = jax.local_devices()[0]
+  model = models.merge(graphdef, jax.device_put(params, device))
+  e = model.encode(jax.device_put(batch["inputs"][:examples], device))
   step, _ = _loop_map(model)
   return fixed_point.diagnose(step, model.initial_state(e), e, max_loops, key, **DIAGNOSE)
 
@@ -141,8 +147,8 @@ def sweep(exp, params) -> dict[str, Any]:
                                       {"residual": float(s.residual_threshold),
                                        "kl": float(s.kl_threshold)})
       if s.diagnose_examples and (not s.diagnose_settings or name in s.diagnose_settings):
-        entry["fixed_point"] = _diagnose(model, batch, max_loops, int(s.diagnose_examples),
-                                         jax.random.fold_in(key, i))
+        entry["fixed_point"] = _diagnose(exp.graphdef, params, batch, max_loops,
+                                         int(s.diagnose_examples), jax.random.fold_in(key, i))
     else:
       entry["adaptive_exit"] = entry["fixed_point"] = {
           "skipped": "timestep conditioning makes the loop map depend on the loop index"}
