@@ -10,12 +10,15 @@ diagnostics (`--mode=eval`, analysis/loop_sweep.py). Variants:
   recall_norm       injection concat,   outer RMS norm
   internal_norm     internal recall,    outer RMS norm  (W_x e into every MLP input)
 
-Positions are learned for 64 slots (the longest test) and only the first 16 are trained, so
-length extrapolation cannot come from the position embedding (see docs/reproductions.md).
+Positions (the config argument):
+  learned (default)  learned absolute positions for 64 slots (the longest test); only the first
+                     16 are trained, so length extrapolation cannot come from them.
+  rope               rotary positions inside attention (relative; no learned slots), the same
+                     five settings otherwise: the control for the positional explanation.
 
 Commands (train, then the sweep):
-  python -m looped_jax.main --config=configs/prefix_sums.py --workdir=runs/prefix_sums
-  python -m looped_jax.main --config=configs/prefix_sums.py --workdir=runs/prefix_sums --mode=eval
+  python -m looped_jax.main --config=configs/prefix_sums.py[:rope] --workdir=runs/prefix_sums
+  python -m looped_jax.main --config=configs/prefix_sums.py[:rope] --workdir=runs/prefix_sums --mode=eval
   python -m looped_jax.analysis.loop_sweep runs/prefix_sums   # table + loop_sweep.png
 Time: 691 s training (five settings) + 430 s sweep on the shared 2-core CPU.
 Measured (docs/reproductions.md, "Prefix sums: recall and outer norm"): 16-bit sequence
@@ -26,9 +29,15 @@ accuracy at 8 / 64 loops: no recall 0.133 / 0.043, no recall + norm 0.734 / 0.46
 
 from looped_jax import tasks
 from looped_jax.config import base_config
+from looped_jax.errors import ConfigError
+
+POSITIONS = ("learned", "rope")
 
 
-def get_config():
+def get_config(arg: str = "learned"):
+  if arg not in POSITIONS:
+    raise ConfigError(f"configs/prefix_sums.py:{arg} is not a position scheme; choose one of "
+                      f"{', '.join(POSITIONS)}.")
   c = base_config()
   c.task = tasks.default_config("prefix_sums", n_bits=16)
   m = c.model
@@ -38,6 +47,7 @@ def get_config():
   m.num_layers = 1
   m.num_loops = 8
   m.max_len = 64
+  m.position = arg
   t = c.train
   t.num_steps = 1000
   t.batch_size = 64

@@ -21,7 +21,7 @@ ATTENTIONS = ("softmax", "linear")
 INJECTIONS = ("none", "add", "concat", "internal")
 STATE_NORMS = ("none", "rms")
 INIT_STATES = ("input", "zeros", "random")
-POSITIONS = ("learned", "none")
+POSITIONS = ("learned", "none", "rope")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 DTYPES = ("float32", "bfloat16")
 LOSS_ON = ("last", "window", "all")
@@ -64,7 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.init_sigma = 1.0  # init_state=random: std of h_0, truncated at +-3 sigma (Geiping)
   m.prelude_layers = 0  # P distinct blocks applied once before the loop (Geiping's prelude)
   m.coda_layers = 0  # C distinct blocks applied once after the loop, before ln_f and head
-  m.position = "learned"
+  m.position = "learned"  # learned (absolute, max_len slots) | none | rope (relative, in attention)
   m.position_in_loop = False  # Yang: add the position embedding inside every loop
   m.norm_in_loop = False  # Yang: apply ln_f at the end of every loop
   m.final_norm = True  # LayerNorm before the head (skipped when norm_in_loop already did it)
@@ -197,6 +197,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(int(m.unroll) >= 0, f"model.unroll={m.unroll} must be >= 0 (0 = never unroll).")
   check(m.d_model % m.num_heads == 0,
         f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
+  check(m.position != "rope" or (m.d_model // m.num_heads) % 2 == 0,
+        f"model.position='rope' rotates channel pairs: the head width d_model/num_heads = "
+        f"{m.d_model}/{m.num_heads} must be even.")
   check(0.0 <= m.dropout < 1.0, f"model.dropout={m.dropout} must be in [0, 1).")
   check(m.injection != "none" or m.init_state == "input",
         f"model.init_state={m.init_state!r} needs an input injection (model.injection='add', "

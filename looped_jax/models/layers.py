@@ -36,18 +36,39 @@ def layer_norm(d: int, rngs: nnx.Rngs, dtype=None) -> nnx.LayerNorm:
   return nnx.LayerNorm(d, rngs=rngs, dtype=dtype)
 
 
+ROPE_BASE = 10_000.0  # RoFormer / LLaMA; the papers we implement use learned or no positions
+
+
+def rotary(x: jax.Array, base: float = ROPE_BASE) -> jax.Array:
+  """Rotary position embedding (Su et al.) of [B, n, H, Dh] queries or keys, Dh even.
+
+  Channel pairs (i, i + Dh/2) of position p are rotated by the angle p * base^(-2i/Dh), so
+  <rotary(q)_p, rotary(k)_r> depends on p - r only: attention sees relative positions, and
+  nothing is tied to a maximum length.
+  """
+  n, half = x.shape[1], x.shape[-1] // 2
+  freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)  # [Dh/2]
+  angles = jnp.arange(n, dtype=jnp.float32)[:, None] * freqs  # [n, Dh/2]
+  cos = jnp.cos(angles)[None, :, None, :].astype(x.dtype)
+  sin = jnp.sin(angles)[None, :, None, :].astype(x.dtype)
+  x1, x2 = x[..., :half], x[..., half:]
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
 class Attention(nnx.Module):
   """Multi-head self-attention with a fused QKV projection.
 
   softmax: softmax(mask(QK^T / sqrt(Dh))) V.  linear: mask(QK^T / sqrt(Dh)) V, the identity
-  instead of softmax as in Gong et al.'s theory (PAPERS.md §1.1).
+  instead of softmax as in Gong et al.'s theory (PAPERS.md §1.1). rope: rotate Q and K by
+  their positions first (relative positions; see `rotary`).
   """
 
   def __init__(self, d_model: int, num_heads: int, *, kind: str, causal: bool, use_bias: bool,
-               out_std: float, rngs: nnx.Rngs, dtype=None):
+               out_std: float, rngs: nnx.Rngs, dtype=None, rope: bool = False):
     self.num_heads = num_heads
     self.kind = kind
     self.causal = causal
+    self.rope = rope
     self.qkv = linear(d_model, 3 * d_model, std=INIT_STD, use_bias=use_bias, rngs=rngs, dtype=dtype)
     self.out = linear(d_model, d_model, std=out_std, use_bias=use_bias, rngs=rngs, dtype=dtype)
 
@@ -55,6 +76,8 @@ class Attention(nnx.Module):
     b, n, d = x.shape
     qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, n, H, Dh]
+    if self.rope:
+      q, k = rotary(q), rotary(k)
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(x.dtype)
     mask = jnp.tril(jnp.ones((n, n), bool)) if self.causal else jnp.ones((n, n), bool)
     if self.kind == "softmax":
@@ -84,7 +107,8 @@ class GPT2Block(nnx.Module):
     self.dropout_rate = cfg.dropout
     self.ln1 = layer_norm(d, rngs, dt)
     self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
-                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt)
+                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt,
+                          rope=cfg.position == "rope")
     self.ln2 = layer_norm(d, rngs, dt)
     self.mlp = MLP(d, cfg.mlp_ratio, use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt)
 
@@ -108,7 +132,8 @@ class AttnOnlyBlock(nnx.Module):
     self.dropout_rate = cfg.dropout
     self.ln = layer_norm(cfg.d_model, rngs, cfg.compute_dtype) if cfg.pre_norm else None
     self.attn = Attention(cfg.d_model, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
-                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=cfg.compute_dtype)
+                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs,
+                          dtype=cfg.compute_dtype, rope=cfg.position == "rope")
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
                recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:

@@ -84,6 +84,7 @@ def reference(graphdef, params, x, num_loops):
     dict(block="gpt2", injection="internal", state_norm="rms", num_layers=2),
     dict(block="gpt2", timestep=True, perturb="timestep"),
     dict(block="gpt2", injection="concat", prelude_layers=2, coda_layers=1, num_layers=2),
+    dict(block="gpt2", position="rope", injection="concat", state_norm="rms"),
 ])
 def test_scan_over_loops_equals_python_loop(options):
   options = dict(options)
@@ -205,6 +206,28 @@ def test_causal_attention_ignores_the_future():
   a, b = models.apply(graphdef, params, x), models.apply(graphdef, params, y)
   np.testing.assert_allclose(a[:, :5], b[:, :5], rtol=1e-5, atol=1e-6)
   assert not np.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_rotary_scores_depend_on_relative_positions_only():
+  q, k = jax.random.normal(jax.random.key(1), (2, 1, 6, 2, 8))
+  scores = lambda q, k: jnp.einsum("bqhd,bkhd->bhqk", layers.rotary(q), layers.rotary(k))
+  shift = 5  # the same queries and keys 5 positions later
+  pad = lambda x: jnp.concatenate([jnp.ones((1, shift, 2, 8)), x], axis=1)
+  np.testing.assert_allclose(scores(pad(q), pad(k))[..., shift:, shift:], scores(q, k),
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(layers.rotary(q)[:, 0], q[:, 0])  # position 0 is not rotated
+  assert not np.allclose(scores(q, k), jnp.einsum("bqhd,bkhd->bhqk", q, k))
+
+
+def test_rope_breaks_permutation_symmetry_and_has_no_length_limit():
+  perm = jnp.array([3, 0, 1, 2, 4, 5, 6, 7, 8])
+  x = tokens()
+  for position, equivariant in (("none", True), ("rope", False)):
+    graphdef, params = build(num_loops=2, causal=False, position=position, max_len=4)
+    assert "positions" not in set(params)
+    out = models.apply(graphdef, params, x)  # 9 positions > max_len: nothing to run out of
+    permuted = models.apply(graphdef, params, x[:, perm])
+    assert np.allclose(out[:, perm], permuted, atol=1e-5) == equivariant
 
 
 def test_dropout_is_keyed_and_off_without_a_key():
