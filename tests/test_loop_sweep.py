@@ -71,3 +71,13 @@ def test_timestep_models_skip_exit_and_diagnostics():
   entry = loop_sweep.sweep(exp, exp.params)["settings"]["train"]  # initial parameters
   assert "skipped" in entry["fixed_point"] and "skipped" in entry["adaptive_exit"]
   assert len(entry["token_accuracy"]) == 6
+
+
+def test_rope_models_sweep_past_their_training_length():
+  config = _config(position="rope", max_len=8)  # no learned slots: max_len limits nothing
+  config.eval.loop_sweep.diagnose_settings = ()
+  config.eval.loop_sweep.diagnose_examples = 0
+  exp = experiment.trainer.Experiment.build(config)
+  result = loop_sweep.sweep(exp, exp.params)
+  assert result["settings"]["bits12"]["seq_len"] == 12
+  assert len(result["settings"]["bits12"]["sequence_accuracy"]) == 6

@@ -127,10 +127,11 @@ def sweep(exp, params) -> dict[str, Any]:
   out = {"train_loops": train_loops, "max_loops": max_loops, "batch_size": int(s.batch_size),
          "loops": list(range(1, max_loops + 1)), "settings": {}, "order": []}
   for i, (name, task) in enumerate(settings(config).items()):
-    check(model.positions is None or task.seq_len <= model.positions.shape[0],
-          f"eval.loop_sweep setting {name!r} has sequences of {task.seq_len} positions but "
-          f"the model's learned positions stop at {model.positions.shape[0]}; raise "
-          "model.max_len.")
+    if model.positions is not None:  # learned slots; rope and none have no length limit
+      check(task.seq_len <= model.positions.shape[0],
+            f"eval.loop_sweep setting {name!r} has sequences of {task.seq_len} positions but "
+            f"the model's learned positions stop at {model.positions.shape[0]}; raise "
+            "model.max_len.")
     batch = jax.jit(lambda k, t=task: t.sample(k, int(s.batch_size)))(
         jax.random.fold_in(key, SWEEP_SEED_OFFSET + i))
     curve = _curve(exp.graphdef, params, batch, max_loops)
