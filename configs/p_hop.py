@@ -1,12 +1,15 @@
 """p-hop induction: k⊗L at equal effective depth (Saunshi et al. §7; PAPERS.md).
 
-p = 4 hops over an alphabet of 4, sequences of 32 tokens (only the last position is scored).
-GPT-2 blocks, D=32. Variants: 1⊗L (one block looped L times) and L⊗1 (L distinct blocks
-once) for L in {1, 2, 4, 8}; 1⊗1 = L⊗1 at L = 1 is run once ("k1_L1").
+Settings (the config argument); only the last position is scored, chance 1/alphabet:
+  p4 (default)  p = 4 hops, alphabet 4, 32 tokens; GPT-2 blocks D=32, 2 heads; 800 steps.
+  p2            p = 2 hops, alphabet 4, 16 tokens; D=64, 4 heads; 1,500 steps (the size at
+                which configs/shift_p_hop.py's looped block learns one hop in ~700 steps).
+Variants: 1⊗L (one block looped L times) and L⊗1 (L distinct blocks once) for L in
+{1, 2, 4, 8}; 1⊗1 = L⊗1 at L = 1 is run once ("k1_L1").
 
 Command:
-  python -m looped_jax.main --config=configs/p_hop.py --workdir=runs/p_hop
-Time: 339 s for the seven runs on the shared 2-core CPU.
+  python -m looped_jax.main --config=configs/p_hop.py[:p2] --workdir=runs/p_hop
+Time: p4 339 s for the seven runs on the shared, loaded 2-core CPU.
 Measured (docs/reproductions.md, "p-hop: k⊗L"), eval accuracy at 800 steps: 1⊗1 0.399,
 1⊗2 0.398, 1⊗4 0.390, 1⊗8 0.270; 2⊗1 0.416, 4⊗1 0.398, 8⊗1 0.403: under-trained, no
 separation yet.
@@ -14,25 +17,32 @@ separation yet.
 
 from looped_jax import tasks
 from looped_jax.config import base_config
+from looped_jax.errors import ConfigError
 
 DEPTHS = (1, 2, 4, 8)
+# name -> (hops p, sequence length, width D, heads, steps)
+SETTINGS = {"p4": (4, 32, 32, 2, 800), "p2": (2, 16, 64, 4, 1500)}
 
 
-def get_config():
+def get_config(arg: str = "p4"):
+  if arg not in SETTINGS:
+    raise ConfigError(f"configs/p_hop.py:{arg} is not a setting; choose one of "
+                      f"{', '.join(SETTINGS)}.")
+  hops, length, width, heads, steps = SETTINGS[arg]
   c = base_config()
-  c.task = tasks.default_config("p_hop", length=32, p=4, alphabet=4)
+  c.task = tasks.default_config("p_hop", length=length, p=hops, alphabet=4)
   m = c.model
   m.block = "gpt2"
-  m.d_model = 32
-  m.num_heads = 2
+  m.d_model = width
+  m.num_heads = heads
   t = c.train
-  t.num_steps = 800
+  t.num_steps = steps
   t.batch_size = 64
   t.learning_rate = 1e-3
   t.grad_clip = 1.0
   t.log_every = 100
-  t.checkpoint_every = 400
-  c.eval.every = 400
+  t.checkpoint_every = steps // 2
+  c.eval.every = steps // 2
   c.eval.batch_size = 512
   c.eval.num_batches = 2
   variants = {f"k1_L{l}": {"model": {"num_layers": 1, "num_loops": l}} for l in DEPTHS}
