@@ -4,6 +4,7 @@ Settings (the config argument); only the last position is scored, chance 1/alpha
   p4 (default)  p = 4 hops, alphabet 4, 32 tokens; GPT-2 blocks D=32, 2 heads; 800 steps.
   p2            p = 2 hops, alphabet 4, 16 tokens; D=64, 4 heads; 1,500 steps (the size at
                 which configs/shift_p_hop.py's looped block learns one hop in ~700 steps).
+  p2_long       p2 for 6,000 steps, L in {1, 4} only.
 Variants: 1⊗L (one block looped L times) and L⊗1 (L distinct blocks once) for L in
 {1, 2, 4, 8}; 1⊗1 = L⊗1 at L = 1 is run once ("k1_L1").
 
@@ -20,15 +21,16 @@ from looped_jax.config import base_config
 from looped_jax.errors import ConfigError
 
 DEPTHS = (1, 2, 4, 8)
-# name -> (hops p, sequence length, width D, heads, steps)
-SETTINGS = {"p4": (4, 32, 32, 2, 800), "p2": (2, 16, 64, 4, 1500)}
+# name -> (hops p, sequence length, width D, heads, steps, effective depths L)
+SETTINGS = {"p4": (4, 32, 32, 2, 800, DEPTHS), "p2": (2, 16, 64, 4, 1500, DEPTHS),
+            "p2_long": (2, 16, 64, 4, 6000, (1, 4))}
 
 
 def get_config(arg: str = "p4"):
   if arg not in SETTINGS:
     raise ConfigError(f"configs/p_hop.py:{arg} is not a setting; choose one of "
                       f"{', '.join(SETTINGS)}.")
-  hops, length, width, heads, steps = SETTINGS[arg]
+  hops, length, width, heads, steps, depths = SETTINGS[arg]
   c = base_config()
   c.task = tasks.default_config("p_hop", length=length, p=hops, alphabet=4)
   m = c.model
@@ -41,11 +43,11 @@ def get_config(arg: str = "p4"):
   t.learning_rate = 1e-3
   t.grad_clip = 1.0
   t.log_every = 50
-  t.checkpoint_every = steps // 2
-  c.eval.every = steps // 2
+  t.checkpoint_every = min(steps // 2, 1000)
+  c.eval.every = min(steps // 2, 1000)
   c.eval.batch_size = 512
   c.eval.num_batches = 2
-  variants = {f"k1_L{l}": {"model": {"num_layers": 1, "num_loops": l}} for l in DEPTHS}
-  variants |= {f"k{l}_L1": {"model": {"num_layers": l, "num_loops": 1}} for l in DEPTHS[1:]}
+  variants = {f"k1_L{l}": {"model": {"num_layers": 1, "num_loops": l}} for l in depths}
+  variants |= {f"k{l}_L1": {"model": {"num_layers": l, "num_loops": 1}} for l in depths[1:]}
   c.variants = variants
   return c
