@@ -13,7 +13,9 @@ Command:
 Time: p4 339 s for the seven runs on the shared, loaded 2-core CPU.
 Measured (docs/reproductions.md, "p-hop: k⊗L"), eval accuracy at 800 steps: 1⊗1 0.399,
 1⊗2 0.398, 1⊗4 0.390, 1⊗8 0.270; 2⊗1 0.416, 4⊗1 0.398, 8⊗1 0.403: under-trained, no
-separation yet.
+separation yet. p2 at 1,500 steps: 1⊗1 0.448; 1⊗2/4/8 0.497/0.481/0.403; 2⊗1/4⊗1/8⊗1
+0.514/0.500/0.511 (10 min, quiet machine). p2_long at 6,000 steps: 1⊗1 0.458, 1⊗4 0.879,
+4⊗1 0.972 (12.5 min).
 """
 
 from looped_jax import tasks
