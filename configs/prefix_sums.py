@@ -24,7 +24,10 @@ Time: 691 s training (five settings) + 430 s sweep on the shared 2-core CPU.
 Measured (docs/reproductions.md, "Prefix sums: recall and outer norm"): 16-bit sequence
 accuracy at 8 / 64 loops: no recall 0.133 / 0.043, no recall + norm 0.734 / 0.461, recall
 0.070 / 0.352, recall + norm 0.004 / 0.000, internal + norm 0.270 / 0.262; 0.000 for all at
-32 and 64 bits (positions past 16 untrained).
+32 and 64 bits (positions past 16 untrained). :rope (5.5 min training + 4.4 min sweep, quiet
+machine): 16 bits at 8 / 64 loops 0.414 / 0.027, 0.289 / 0.336, 0.582 / 0.742, 0.250 / 0.000,
+0.473 / 0.461 (same order); on 32 bits only internal + norm extrapolates, 0.000 at 8 loops ->
+0.258 at 64; 64 bits 0.008 at best.
 """
 
 from looped_jax import tasks
