@@ -5,6 +5,7 @@ Settings (the config argument); only the last position is scored, chance 1/alpha
   p2            p = 2 hops, alphabet 4, 16 tokens; D=64, 4 heads; 1,500 steps (the size at
                 which configs/shift_p_hop.py's looped block learns one hop in ~700 steps).
   p2_long       p2 for 6,000 steps, L in {1, 4} only.
+  p2_long_l28   p2 for 6,000 steps, L in {1, 2, 8}.
 Variants: 1⊗L (one block looped L times) and L⊗1 (L distinct blocks once) for L in
 {1, 2, 4, 8}; 1⊗1 = L⊗1 at L = 1 is run once ("k1_L1").
 
@@ -25,7 +26,7 @@ from looped_jax.errors import ConfigError
 DEPTHS = (1, 2, 4, 8)
 # name -> (hops p, sequence length, width D, heads, steps, effective depths L)
 SETTINGS = {"p4": (4, 32, 32, 2, 800, DEPTHS), "p2": (2, 16, 64, 4, 1500, DEPTHS),
-            "p2_long": (2, 16, 64, 4, 6000, (1, 4))}
+            "p2_long": (2, 16, 64, 4, 6000, (1, 4)), "p2_long_l28": (2, 16, 64, 4, 6000, (1, 2, 8))}
 
 
 def get_config(arg: str = "p4"):
