@@ -16,7 +16,7 @@ Measured (docs/reproductions.md, "p-hop: k⊗L"), eval accuracy at 800 steps: 1�
 1⊗2 0.398, 1⊗4 0.390, 1⊗8 0.270; 2⊗1 0.416, 4⊗1 0.398, 8⊗1 0.403: under-trained, no
 separation yet. p2 at 1,500 steps: 1⊗1 0.448; 1⊗2/4/8 0.497/0.481/0.403; 2⊗1/4⊗1/8⊗1
 0.514/0.500/0.511 (10 min, quiet machine). p2_long at 6,000 steps: 1⊗1 0.458, 1⊗4 0.879,
-4⊗1 0.972 (12.5 min).
+4⊗1 0.972 (12.5 min). p2_long_l28: 1⊗2 0.662, 2⊗1 0.719, 1⊗8 0.713, 8⊗1 0.965 (30 min).
 """
 
 from looped_jax import tasks
