@@ -25,8 +25,10 @@ from looped_jax.errors import ConfigError
 
 DEPTHS = (1, 2, 4, 8)
 # name -> (hops p, sequence length, width D, heads, steps, effective depths L)
-SETTINGS = {"p4": (4, 32, 32, 2, 800, DEPTHS), "p2": (2, 16, 64, 4, 1500, DEPTHS),
-            "p2_long": (2, 16, 64, 4, 6000, (1, 4)), "p2_long_l28": (2, 16, 64, 4, 6000, (1, 2, 8))}
+SETTINGS = {"p4": (4, 32, 32, 2, 800, DEPTHS),
+            "p2": (2, 16, 64, 4, 1500, DEPTHS),
+            "p2_long": (2, 16, 64, 4, 6000, (1, 4)),  # split in two to fit a CPU session
+            "p2_long_l28": (2, 16, 64, 4, 6000, (1, 2, 8))}
 
 
 def get_config(arg: str = "p4"):

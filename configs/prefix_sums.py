@@ -16,9 +16,9 @@ Positions (the config argument):
   rope               rotary positions inside attention (relative; no learned slots), the same
                      five settings otherwise: the control for the positional explanation.
 
-Commands (train, then the sweep):
-  python -m looped_jax.main --config=configs/prefix_sums.py[:rope] --workdir=runs/prefix_sums
-  python -m looped_jax.main --config=configs/prefix_sums.py[:rope] --workdir=runs/prefix_sums --mode=eval
+Commands (train, then the sweep; for :rope use its own workdir, e.g. runs/prefix_rope):
+  python -m looped_jax.main --config=configs/prefix_sums.py --workdir=runs/prefix_sums
+  python -m looped_jax.main --config=configs/prefix_sums.py --workdir=runs/prefix_sums --mode=eval
   python -m looped_jax.analysis.loop_sweep runs/prefix_sums   # table + loop_sweep.png
 Time: 691 s training (five settings) + 430 s sweep on the shared 2-core CPU.
 Measured (docs/reproductions.md, "Prefix sums: recall and outer norm"): 16-bit sequence

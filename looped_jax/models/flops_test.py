@@ -18,9 +18,8 @@ def traced_and_analytic(task_name, task_fields, model, grad_loops, loss_on):
   task = tasks.get(c.task)
   graphdef, params = models.build(c.model, task)
   opt = optim.make_optimizer(c.train)
-  fn = step_lib.make_train_step(graphdef, task, opt,
-                                options=step_lib.LossOptions(grad_loops=grad_loops, loss_on=loss_on),
-                                dropout=False, seed=0)
+  options = step_lib.LossOptions(grad_loops=grad_loops, loss_on=loss_on)
+  fn = step_lib.make_train_step(graphdef, task, opt, options=options, dropout=False, seed=0)
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": opt.init(params)}
   batch = task.sample(jax.random.key(0), 3, 0)
   traced = flops.count_matmul_flops(lambda s, b: fn(s, b, c.model.num_loops), state, batch)
