@@ -78,3 +78,30 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   ckpt.close()
   assert meta["step"] == 20
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+
+
+def test_larger_num_steps_extends_a_run_exactly(tmp_path):
+  """10 steps, then the same workdir at 20: the metrics of one 20-step run, nothing lost."""
+  train = {"log_every": 1, "checkpoint_every": 5}
+  straight, extended = str(tmp_path / "straight"), str(tmp_path / "extended")
+  trainer.train(tiny_config(train={**train, "num_steps": 20}), straight, quiet=True)
+  trainer.train(tiny_config(train={**train, "num_steps": 10}), extended, quiet=True)
+  trainer.train(tiny_config(train={**train, "num_steps": 20}), extended, quiet=True)
+  losses = lambda w: [(r["step"], r["loss"]) for r in metric_records(w) if "loss" in r]
+  assert [s for s, _ in losses(extended)] == list(range(1, 21))
+  np.testing.assert_allclose([l for _, l in losses(extended)], [l for _, l in losses(straight)],
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"num_steps": 5}, "extended, not shortened"),
+    ({"num_steps": 20, "schedule": "warmup_cosine", "warmup_steps": 2}, "train.schedule"),
+])
+def test_extension_that_would_change_the_past_is_refused(tmp_path, change, named):
+  base = {"num_steps": 10, "log_every": 5, "checkpoint_every": 5}
+  first = {**base, **{k: v for k, v in change.items() if k != "num_steps"}}
+  trainer.train(tiny_config(train=first), str(tmp_path), quiet=True)
+  before = (tmp_path / "metrics.jsonl").read_text()
+  with pytest.raises(trainer.ConfigError, match=named):
+    trainer.train(tiny_config(train={**first, **change}), str(tmp_path), quiet=True)
+  assert (tmp_path / "metrics.jsonl").read_text() == before

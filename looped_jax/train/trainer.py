@@ -154,8 +154,10 @@ class Experiment:
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
   """Refuses a workdir that holds a run of another config, unless `overwrite`.
 
-  The mesh (PLACEMENT_KEYS) may differ: the run resumes on the new one. Every process
-  checks; process 0 writes, between barriers, so none reads a half-replaced workdir.
+  The mesh (PLACEMENT_KEYS) may differ: the run resumes on the new one. A larger
+  `train.num_steps` alone extends the run where nothing before the old end depends on it
+  (`_extension_problem`). Every process checks; process 0 writes, between barriers, so none
+  reads a half-replaced workdir.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   text = config_lib.to_json(config)
@@ -164,11 +166,14 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
     with open(path) as f:
       old = _without_placement(json.load(f))
     new = _without_placement(json.loads(text))
+    extends = old != new and _only_num_steps_differ(old, new)
     if old != new and not overwrite:
-      raise ConfigError(f"workdir {workdir} holds a run of a different config "
-                        f"({_first_difference(old, new)}); use another --workdir or pass "
-                        "--overwrite to replace it.")
-    replace = old != new
+      problem = _extension_problem(old, new) if extends else ""
+      if not extends or problem:
+        reason = problem or f"a different config ({_first_difference(old, new)})"
+        raise ConfigError(f"workdir {workdir} holds a run of {reason}; use another --workdir "
+                          "or pass --overwrite to replace it.")
+    replace = old != new and overwrite
   distributed.barrier("prepare_workdir:checked")
   if distributed.is_primary():
     if replace:
@@ -177,6 +182,31 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
     with open(path, "w") as f:
       f.write(text)
   distributed.barrier("prepare_workdir:written")
+
+
+def _only_num_steps_differ(old: dict, new: dict) -> bool:
+  strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k != "num_steps"}}
+  return strip(old) == strip(new)
+
+
+def _extension_problem(old: dict, new: dict) -> str:
+  """Why a run cannot be extended from old to new train.num_steps ("" when it can).
+
+  Extending resumes the checkpoint and trains on: that equals one longer run only if no step
+  before the old end depends on num_steps. The cosine schedule decays over num_steps, and a
+  SHIFT budget_fraction switch is a fraction of it, so those runs are refused.
+  """
+  before, after = old["train"]["num_steps"], new["train"]["num_steps"]
+  if after < before:
+    return (f"{before} steps (train.num_steps={after} now); a run can be extended, not "
+            "shortened")
+  if new["train"]["schedule"] not in ("constant", "warmup_constant"):
+    return (f"{before} steps whose train.schedule={new['train']['schedule']!r} depends on "
+            "train.num_steps; only 'constant' and 'warmup_constant' runs can be extended")
+  if new["shift"]["loops"]:
+    return (f"{before} steps with SHIFT stages (shift.loops), whose switches may depend on "
+            "train.num_steps; SHIFT runs cannot be extended")
+  return ""
 
 
 def _without_placement(config: dict) -> dict:
