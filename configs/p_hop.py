@@ -6,6 +6,8 @@ Settings (the config argument); only the last position is scored, chance 1/alpha
                 which configs/shift_p_hop.py's looped block learns one hop in ~700 steps).
   p2_long       p2 for 6,000 steps, L in {1, 4} only.
   p2_long_l28   p2 for 6,000 steps, L in {1, 2, 8}.
+  p2_check_l2   p2 for 24,000 steps, L in {1, 2}.
+  p2_check_l48  p2 for 12,000 steps, L in {1, 4, 8}.
 Variants: 1⊗L (one block looped L times) and L⊗1 (L distinct blocks once) for L in
 {1, 2, 4, 8}; 1⊗1 = L⊗1 at L = 1 is run once ("k1_L1").
 
@@ -28,7 +30,11 @@ DEPTHS = (1, 2, 4, 8)
 SETTINGS = {"p4": (4, 32, 32, 2, 800, DEPTHS),
             "p2": (2, 16, 64, 4, 1500, DEPTHS),
             "p2_long": (2, 16, 64, 4, 6000, (1, 4)),  # split in two to fit a CPU session
-            "p2_long_l28": (2, 16, 64, 4, 6000, (1, 2, 8))}
+            "p2_long_l28": (2, 16, 64, 4, 6000, (1, 2, 8)),
+            # The recorded check: 1⊗2 learns the two hops more slowly than 2⊗1, so L = 2 runs
+            # twice as long as L in {4, 8}; both fit one CPU session each.
+            "p2_check_l2": (2, 16, 64, 4, 24000, (1, 2)),
+            "p2_check_l48": (2, 16, 64, 4, 12000, (1, 4, 8))}
 
 
 def get_config(arg: str = "p4"):
