@@ -13,12 +13,16 @@ Variants: 1⊗L (one block looped L times) and L⊗1 (L distinct blocks once) fo
 
 Command:
   python -m looped_jax.main --config=configs/p_hop.py[:p2] --workdir=runs/p_hop
-Time: p4 339 s for the seven runs on the shared, loaded 2-core CPU.
+Time: p4 339 s for the seven runs on the shared, loaded 2-core CPU; p2_check_l2 20 min and
+p2_check_l48 62 min on the quiet 2-core CPU.
 Measured (docs/reproductions.md, "p-hop: k⊗L"), eval accuracy at 800 steps: 1⊗1 0.399,
 1⊗2 0.398, 1⊗4 0.390, 1⊗8 0.270; 2⊗1 0.416, 4⊗1 0.398, 8⊗1 0.403: under-trained, no
 separation yet. p2 at 1,500 steps: 1⊗1 0.448; 1⊗2/4/8 0.497/0.481/0.403; 2⊗1/4⊗1/8⊗1
 0.514/0.500/0.511 (10 min, quiet machine). p2_long at 6,000 steps: 1⊗1 0.458, 1⊗4 0.879,
 4⊗1 0.972 (12.5 min). p2_long_l28: 1⊗2 0.662, 2⊗1 0.719, 1⊗8 0.713, 8⊗1 0.965 (30 min).
+The check (1⊗L within 5 points of L⊗1, both >= 30 points above 1⊗1) is met by
+p2_check_l2 at 24,000 steps: 1⊗1 0.517, 1⊗2 0.990, 2⊗1 0.976; and by p2_check_l48 at
+12,000 steps: 1⊗1 0.493, 1⊗4 0.997, 4⊗1 0.997, 1⊗8 1.000, 8⊗1 0.997.
 """
 
 from looped_jax import tasks
