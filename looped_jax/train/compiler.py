@@ -1,0 +1,49 @@
+"""XLA compiler options of the jitted train and eval steps (config key `xla_options`).
+
+The key is a string: "auto" (this module's measured choice for the backend, `AUTO`), "" (XLA's
+defaults) or "FLAG=VALUE;FLAG=VALUE" with XLA debug-option names, as `jax.jit(...,
+compiler_options=...)` takes them. Options change how XLA compiles a step, not what it
+computes (results may differ in the last bits, as under another mesh), so a run may resume
+under other options.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from looped_jax.errors import ConfigError
+
+# Per backend. CPU: YNNPACK's library fusions for reductions only. XLA's default also hands
+# dots and elementwise fusions to YNNPACK; turning all YNNPACK fusions off makes bias-gradient
+# reductions reduce-window loops (28 ms vs 1.8 ms for a [64, 82, 1024] sum), so reductions stay.
+# Measured by benchmarks/step_variants.py (docs/performance.md, "XLA options").
+AUTO: dict[str, dict[str, str]] = {
+    "cpu": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}}
+
+
+def parse(spec: str, platform: str) -> dict[str, str]:
+  """The options a spec names on `platform` ("cpu", "gpu", "tpu"): flag -> value."""
+  spec = spec.strip()
+  if spec == "auto":
+    return dict(AUTO.get(platform, {}))
+  options = {}
+  for item in filter(None, (part.strip() for part in spec.split(";"))):
+    flag, sep, value = item.partition("=")
+    if not sep or not flag.strip().startswith("xla_"):
+      raise ConfigError(f"xla_options item {item!r} is not FLAG=VALUE with an XLA flag name "
+                        "(xla_...); write 'auto', '' (XLA defaults) or 'FLAG=VALUE;FLAG=VALUE'.")
+    options[flag.strip()] = value.strip()
+  return options
+
+
+def check(options: dict[str, str]) -> None:
+  """Raises ConfigError if XLA rejects an option (unknown flag or bad value)."""
+  if not options:
+    return
+  try:
+    jax.jit(jnp.sin, compiler_options=options).lower(jnp.zeros(())).compile()
+  except jax.errors.JaxRuntimeError as e:
+    reason = str(e).splitlines()[0]
+    raise ConfigError(f"xla_options={options!r} is refused by XLA ({reason}); use flags "
+                      "that this jaxlib knows, 'auto' or '' (XLA defaults).") from None
