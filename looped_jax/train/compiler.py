@@ -14,12 +14,11 @@ import jax.numpy as jnp
 
 from looped_jax.errors import ConfigError
 
-# Per backend. CPU: YNNPACK's library fusions for reductions only. XLA's default also hands
-# dots and elementwise fusions to YNNPACK; turning all YNNPACK fusions off makes bias-gradient
-# reductions reduce-window loops (28 ms vs 1.8 ms for a [64, 82, 1024] sum), so reductions stay.
-# Measured by benchmarks/step_variants.py (docs/performance.md, "XLA options").
-AUTO: dict[str, dict[str, str]] = {
-    "cpu": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}}
+# Per backend, measured with benchmarks/step_variants.py (docs/performance.md, "XLA
+# options"). CPU: no YNNPACK library fusions (XLA's default hands dots, elementwise ops and
+# reductions to YNNPACK): 1.08-1.10x per train step at the issue-7 reference size, although
+# bias-gradient reductions then run as slower reduce-window loops.
+AUTO: dict[str, dict[str, str]] = {"cpu": {"xla_cpu_experimental_ynn_fusion_type": ""}}
 
 
 def parse(spec: str, platform: str) -> dict[str, str]:
