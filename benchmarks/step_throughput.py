@@ -2,8 +2,8 @@
 
   python benchmarks/step_throughput.py [--model=looped|standard] [--layers 1] [--loops 20]
       [--window 10] [--d_model 256] [--heads 8] [--batch 64] [--points 41] [--dims 20]
-      [--warmup 2] [--steps 10] [--remat none] [--unroll U] [--peak] [--memory] [--serve]
-      [--save NAME]
+      [--warmup 2] [--steps 10] [--remat none] [--unroll U] [--xla_options auto] [--peak]
+      [--memory] [--serve] [--save NAME]
 
 The model is built from configs/yang_linear_regression.py (looped: one GPT-2 block applied
 --loops times with input injection, position embedding and ln_f inside every loop, loss on the
@@ -93,6 +93,7 @@ def yang_config(args):
     c.train.grad_loops = args.window
   c.train.batch_size = args.batch
   c.mesh.data = 1
+  c.xla_options = getattr(args, "xla_options", "auto")
   return c
 
 
@@ -201,6 +202,8 @@ def main():
   parser.add_argument("--dtype", default="float32", help="model.dtype (compute)")
   parser.add_argument("--unroll", type=int, default=-1,
                       help="model.unroll (-1: the config's value)")
+  parser.add_argument("--xla_options", default="auto",
+                      help="config xla_options: auto | '' (XLA defaults) | FLAG=VALUE;...")
   parser.add_argument("--peak", action="store_true", help="also time the float32 matmul peak")
   parser.add_argument("--memory", action="store_true", help="also report peak memory 8 vs 64")
   parser.add_argument("--save", default="", help="write benchmarks/results/SAVE.json")
@@ -211,7 +214,8 @@ def main():
   gflop = step_flops(exp, loops) / 1e9
   result = {"framework": "jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,
             **shape(args), "remat": args.remat, "dtype": args.dtype,
-            "unroll": cfg.model.get("unroll", 0), "gflop_per_step": gflop}
+            "unroll": cfg.model.get("unroll", 0), "xla_options": exp.compiler_options,
+            "gflop_per_step": gflop}
   if args.steps > 0 or args.serve:  # --steps 0: memory and/or peak only
     timing = time_steps(exp, loops, args)
     result |= summary(timing["times"], timing["cpu_times"], gflop)

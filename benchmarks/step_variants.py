@@ -16,6 +16,10 @@ speed relative to the first. Variants:
   remat_full, remat_dots, remat_dots_no_batch   model.remat policies around one loop
   bf16            model.dtype = bfloat16 (float32 parameters and softmax)
   rolled, unrolled  model.unroll = 0 (the window loops under lax.scan) or 64 (straight-line)
+  xla_default     config xla_options = "" (XLA's own defaults; the others use "auto")
+  xla:FLAG=VALUE  that XLA option on top of XLA's defaults, e.g.
+                  xla:xla_cpu_experimental_ynn_fusion_type= (all YNNPACK fusions off)
+  A+B             several of the above at once, e.g. heads_first+xla_default
 """
 
 from __future__ import annotations
@@ -107,18 +111,31 @@ def attention(fn):
     layers.Attention.__call__ = original
 
 
+def unknown_parts(name: str) -> list[str]:
+  return [part for part in name.split("+") if part not in ATTENTION and part not in CONFIG
+          and part != "xla_default" and not part.startswith("xla:")]
+
+
 def compile_variant(args, name):
-  overrides = CONFIG.get(name, {})
+  parts = name.split("+")
+  overrides = {k: v for part in parts for k, v in CONFIG.get(part, {}).items()}
+  xla = [part.removeprefix("xla:") for part in parts if part.startswith("xla:")]
+  xla_options = ";".join(xla) if xla or "xla_default" in parts else "auto"
   cfg = st.yang_config(argparse.Namespace(**{**vars(args), "remat": "none", "dtype": "float32",
-                                             "unroll": -1, **overrides}))
+                                             "unroll": -1, "xla_options": xla_options,
+                                             **overrides}))
   exp = trainer.Experiment.build(cfg, devices=jax.devices()[:1])
   state = exp.initial_state()
   batch = exp.sampler(args.batch)(jax.random.key(0), 0)
-  with attention(ATTENTION.get(name)):
+  attention_fns = [ATTENTION[part] for part in parts if ATTENTION.get(part)]
+  if len(attention_fns) > 1:
+    raise SystemExit(f"variant {name!r} names more than one attention formulation")
+  with attention(attention_fns[0] if attention_fns else None):
     start = time.perf_counter()
     compiled = exp.train_step(cfg.model.num_loops).lower(state, batch).compile()
     compile_s = time.perf_counter() - start
   return {"step": compiled, "state": state, "batch": batch, "compile_s": compile_s,
+          "xla_options": exp.compiler_options,
           "gflop": st.step_flops(exp, cfg.model.num_loops) / 1e9, "times": []}
 
 
@@ -130,10 +147,11 @@ def main():
   parser.add_argument("--save", default="")
   args = parser.parse_args()
   names = args.variants.split(",")
-  unknown = set(names) - set(ATTENTION) - set(CONFIG)
+  unknown = sorted({part for name in names for part in unknown_parts(name)})
   if unknown:
     known = sorted({**ATTENTION, **CONFIG})
-    parser.error(f"unknown variants {sorted(unknown)}; choose from {known}")
+    parser.error(f"unknown variants {unknown}; choose from {known}, xla_default, "
+                 "xla:FLAG=VALUE, or several joined by '+'")
   runs = {name: compile_variant(args, name) for name in names}
   for r in range(args.warmup + args.rounds):
     for name, run in runs.items():
@@ -143,11 +161,13 @@ def main():
       if r >= args.warmup:
         run["times"].append(time.perf_counter() - start)
   base = statistics.median(runs[names[0]]["times"])
-  result = {"shape": st.shape(args), "rounds": args.rounds, "variants": {}}
+  result = {"shape": st.shape(args), "rounds": args.rounds, "warmup": args.warmup,
+            "variants": {}}
   for name, run in runs.items():
     med = statistics.median(run["times"])
     result["variants"][name] = {"median_s": med, "gflop_per_s": run["gflop"] / med,
                                 "speed_vs_first": base / med, "compile_s": run["compile_s"],
+                                "xla_options": run["xla_options"],
                                 "times_s": [round(t, 4) for t in run["times"]]}
     print(f"{name:22s} {med:.4f} s/step  {run['gflop'] / med:6.1f} GFLOP/s  "
           f"x{base / med:.2f}", file=sys.stderr, flush=True)

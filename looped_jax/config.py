@@ -151,6 +151,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh.data = -1  # batch-parallel devices; -1: all devices left after mesh.model
   c.mesh.model = 1  # tensor-parallel devices (Megatron split of attention and MLP)
   c.mesh.fsdp = False  # also shard parameters and optimizer state over the data axis
+  # XLA compiler options of the train and eval steps (train/compiler.py): "auto" = the
+  # measured choice for the backend, "" = XLA's defaults, or "FLAG=VALUE;FLAG=VALUE".
+  c.xla_options = "auto"
 
   # Several runs side by side: name -> nested overrides ({"model": {"num_loops": 3}}); each
   # trains into workdir/name and the comparison plot is drawn over all of them.
@@ -241,6 +244,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check(int(loops) > 0, f"eval.loops contains {loops}; every loop count must be positive.")
   check(config.eval_seed != config.data_seed,
         f"eval_seed={config.eval_seed} must differ from data_seed (eval data must be held out).")
+  check(isinstance(config.xla_options, str),
+        f"xla_options={config.xla_options!r} must be a string: 'auto', '' or 'FLAG=VALUE;...'.")
   validate_mesh(config)
   validate_shift(config)
   validate_hessian(config)

@@ -36,6 +36,7 @@ BAD_INPUTS = {
     "mesh larger than devices": (["--config.mesh.data=16"], "mesh.data"),
     "model axis vs heads": (["--config.mesh.model=3"], "mesh.model=3 must divide model.num_heads"),
     "bad flag value": (["--mode=bogus"], "--mode"),
+    "unknown XLA option": (["--config.xla_options=xla_no_such_flag=1"], "xla_no_such_flag"),
     "rope on odd head width": (["--config.model.position=rope", "--config.model.num_heads=16"],
                                "model.position='rope'"),
 }

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from helpers import REPO
+from looped_jax.train import compiler
 
 TINY = ["--d_model=16", "--heads=2", "--loops=3", "--window=2", "--batch=4", "--points=5",
         "--dims=3", "--warmup=1", "--steps=2"]
@@ -31,6 +32,7 @@ def test_jax_step_throughput_reports_one_consistent_line():
   assert r["median_s"] > 0 and len(r["times_s"]) == 2
   assert r["steps_per_s"] == pytest.approx(1 / r["median_s"])
   assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / r["median_s"])
+  assert r["xla_options"] == compiler.AUTO["cpu"]  # the library's default, "auto"
 
 
 def import_step_throughput():

@@ -34,14 +34,15 @@ from looped_jax import distributed, models, tasks
 from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep
 from looped_jax.errors import ConfigError, check
 from looped_jax.train import checkpoint as checkpoint_lib
+from looped_jax.train import compiler
 from looped_jax.train import metrics as metrics_lib
 from looped_jax.train import optim, sharding, shift, shift_criteria, shift_run, shift_signals
 from looped_jax.train import step as step_lib
 
 CONFIG_FILE = "config.json"
-# Config sections that place the run on devices without changing what it computes: a run
-# may resume under another mesh (orbax reshards the checkpoint to the new shardings).
-PLACEMENT_KEYS = ("mesh",)
+# Config keys that say where and how a run executes, not what it computes: a run may resume
+# under another mesh (orbax reshards the checkpoint) or other XLA options.
+PLACEMENT_KEYS = ("mesh", "xla_options")
 EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
 
 
@@ -60,6 +61,7 @@ class Experiment:
   params: dict
   optimizer: Any
   schedule: shift.ShiftSchedule | None = None  # SHIFT's stages; None: one plain optimizer
+  compiler_options: dict[str, str] = dataclasses.field(default_factory=dict)  # xla_options
 
   @classmethod
   def build(cls, config: ml_collections.ConfigDict, devices=None) -> "Experiment":
@@ -72,13 +74,15 @@ class Experiment:
     check(config.train.checkpoint_every % config.train.log_every == 0,
           f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
           f"train.log_every={config.train.log_every} (the loss is checked before each save).")
+    options = compiler.parse(config.xla_options, mesh.devices.flat[0].platform)
+    compiler.check(options)
     graphdef, params = models.build(config.model, task, config.seed)
     schedule = config_lib.shift_schedule(config)
     if schedule is None:
-      return cls(config, task, mesh, graphdef, params, optim.make_optimizer(config.train))
-    # One optimizer per stage, same settings: moments="keep" then continues it unchanged.
-    optimizer = shift.multi_stage([optim.make_optimizer(config.train) for _ in schedule.loops])
-    return cls(config, task, mesh, graphdef, params, optimizer, schedule)
+      optimizer = optim.make_optimizer(config.train)
+    else:  # one optimizer per stage, same settings: moments="keep" then continues it unchanged
+      optimizer = shift.multi_stage([optim.make_optimizer(config.train) for _ in schedule.loops])
+    return cls(config, task, mesh, graphdef, params, optimizer, schedule, options)
 
   def initial_state(self) -> dict:
     state = {"step": jnp.zeros((), jnp.int32), "params": self.params,
@@ -104,7 +108,7 @@ class Experiment:
     return jax.jit(functools.partial(fn, loops=loops, shift_stage=shift_stage),
                    in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh)),
                    out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
-                   donate_argnums=0)
+                   donate_argnums=0, compiler_options=self.compiler_options)
 
   @functools.cache
   def grad_cosine(self, loops: int, other_loops: int, part: str):
@@ -119,7 +123,8 @@ class Experiment:
     fn = step_lib.make_eval_step(self.graphdef, self.task)
     # Replicated sums: every process can read them.
     return jax.jit(functools.partial(fn, loops=loops),
-                   out_shardings=sharding.replicated(self.mesh))
+                   out_shardings=sharding.replicated(self.mesh),
+                   compiler_options=self.compiler_options)
 
   @functools.cached_property
   def eval_batches(self) -> list[dict]:
@@ -154,7 +159,7 @@ class Experiment:
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
   """Refuses a workdir that holds a run of another config, unless `overwrite`.
 
-  The mesh (PLACEMENT_KEYS) may differ: the run resumes on the new one. A larger
+  The mesh and XLA options (PLACEMENT_KEYS) may differ: the run resumes under the new ones. A larger
   `train.num_steps` alone extends the run where nothing before the old end depends on it
   (`_extension_problem`). Every process checks; process 0 writes, between barriers, so none
   reads a half-replaced workdir.
