@@ -9,6 +9,8 @@ under other options.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -37,13 +39,21 @@ def parse(spec: str, platform: str) -> dict[str, str]:
   return options
 
 
-def check(options: dict[str, str]) -> None:
-  """Raises ConfigError if XLA rejects an option (unknown flag or bad value)."""
-  if not options:
-    return
+def check(options: dict[str, str], device: jax.Device | None = None) -> None:
+  """Raises ConfigError if XLA on `device` (default: the first) rejects an option."""
+  if options:
+    reason = _refusal(tuple(sorted(options.items())), device or jax.devices()[0])
+    if reason:
+      raise ConfigError(f"xla_options={options!r} is refused by XLA ({reason}); use flags "
+                        "that this jaxlib knows, 'auto' or '' (XLA defaults).")
+
+
+@functools.cache  # every variant's Experiment is built twice (validation, then training)
+def _refusal(options: tuple[tuple[str, str], ...], device: jax.Device) -> str:
+  """XLA's first error line when a probe compiled with `options` on `device` fails, else ""."""
   try:
-    jax.jit(jnp.sin, compiler_options=options).lower(jnp.zeros(())).compile()
+    probe = jax.device_put(jnp.zeros(()), device)
+    jax.jit(jnp.sin, compiler_options=dict(options)).lower(probe).compile()
   except jax.errors.JaxRuntimeError as e:
-    reason = str(e).splitlines()[0]
-    raise ConfigError(f"xla_options={options!r} is refused by XLA ({reason}); use flags "
-                      "that this jaxlib knows, 'auto' or '' (XLA defaults).") from None
+    return str(e).splitlines()[0]
+  return ""

@@ -74,8 +74,9 @@ class Experiment:
     check(config.train.checkpoint_every % config.train.log_every == 0,
           f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
           f"train.log_every={config.train.log_every} (the loss is checked before each save).")
-    options = compiler.parse(config.xla_options, mesh.devices.flat[0].platform)
-    compiler.check(options)
+    device = mesh.devices.flat[0]
+    options = compiler.parse(config.xla_options, device.platform)
+    compiler.check(options, device)
     graphdef, params = models.build(config.model, task, config.seed)
     schedule = config_lib.shift_schedule(config)
     if schedule is None:
@@ -159,10 +160,10 @@ class Experiment:
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
   """Refuses a workdir that holds a run of another config, unless `overwrite`.
 
-  The mesh and XLA options (PLACEMENT_KEYS) may differ: the run resumes under the new ones. A larger
-  `train.num_steps` alone extends the run where nothing before the old end depends on it
-  (`_extension_problem`). Every process checks; process 0 writes, between barriers, so none
-  reads a half-replaced workdir.
+  The mesh and XLA options (PLACEMENT_KEYS) may differ: the run resumes under the new ones.
+  A larger `train.num_steps` alone extends the run where nothing before the old end depends
+  on it (`_extension_problem`). Every process checks; process 0 writes, between barriers, so
+  none reads a half-replaced workdir.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   text = config_lib.to_json(config)
