@@ -74,7 +74,7 @@ class Experiment:
     check(config.train.checkpoint_every % config.train.log_every == 0,
           f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
           f"train.log_every={config.train.log_every} (the loss is checked before each save).")
-    device = mesh.devices.flat[0]
+    device = mesh.local_devices[0]  # this process's: a probe compiles here
     options = compiler.parse(config.xla_options, device.platform)
     compiler.check(options, device)
     graphdef, params = models.build(config.model, task, config.seed)
