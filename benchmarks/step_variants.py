@@ -15,8 +15,6 @@ speed relative to the first. Variants:
   bias_mask       an additive 0 / -inf bias instead of where(mask, s, -1e30)
   remat_full, remat_dots, remat_dots_no_batch   model.remat policies around one loop
   bf16            model.dtype = bfloat16 (float32 parameters and softmax)
-  plain_sums      bias / LayerNorm / position gradients as jnp.sum, not param_broadcast's
-                  ones-vector matvec on CPU (the library before session 6)
   rolled, unrolled  model.unroll = 0 (the window loops under lax.scan) or 64 (straight-line)
   xla_default     config xla_options = "" (XLA's own defaults; the others use "auto")
   xla:FLAG=VALUE  that XLA option on top of XLA's defaults, e.g.
@@ -43,7 +41,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import step_throughput as st  # noqa: E402
 from common import write_result  # noqa: E402
-from looped_jax.models import layers, param_broadcast  # noqa: E402
+from looped_jax.models import layers  # noqa: E402
 from looped_jax.train import trainer  # noqa: E402
 
 
@@ -113,24 +111,9 @@ def attention(fn):
     layers.Attention.__call__ = original
 
 
-@contextlib.contextmanager
-def plain_column_sums(on: bool):
-  """Patches param_broadcast.column_sum to a plain jnp.sum while a step is traced."""
-  original = param_broadcast.column_sum
-  if on:
-    param_broadcast.column_sum = lambda x, ndim: jnp.sum(x, axis=tuple(range(x.ndim - ndim)))
-  try:
-    yield
-  finally:
-    param_broadcast.column_sum = original
-
-
-FLAGS = ("xla_default", "plain_sums")
-
-
 def unknown_parts(name: str) -> list[str]:
   return [part for part in name.split("+") if part not in ATTENTION and part not in CONFIG
-          and part not in FLAGS and not part.startswith("xla:")]
+          and part != "xla_default" and not part.startswith("xla:")]
 
 
 def compile_variant(args, name):
@@ -147,8 +130,7 @@ def compile_variant(args, name):
   attention_fns = [ATTENTION[part] for part in parts if ATTENTION.get(part)]
   if len(attention_fns) > 1:
     raise SystemExit(f"variant {name!r} names more than one attention formulation")
-  with (attention(attention_fns[0] if attention_fns else None),
-        plain_column_sums("plain_sums" in parts)):
+  with attention(attention_fns[0] if attention_fns else None):
     start = time.perf_counter()
     compiled = exp.train_step(cfg.model.num_loops).lower(state, batch).compile()
     compile_s = time.perf_counter() - start
@@ -168,7 +150,7 @@ def main():
   unknown = sorted({part for name in names for part in unknown_parts(name)})
   if unknown:
     known = sorted({**ATTENTION, **CONFIG})
-    parser.error(f"unknown variants {unknown}; choose from {known}, {', '.join(FLAGS)}, "
+    parser.error(f"unknown variants {unknown}; choose from {known}, xla_default, "
                  "xla:FLAG=VALUE, or several joined by '+'")
   runs = {name: compile_variant(args, name) for name in names}
   for r in range(args.warmup + args.rounds):

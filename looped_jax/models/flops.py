@@ -60,13 +60,7 @@ def count_matmul_flops(fn: Callable, *args, **kwargs) -> int:
 
 def _count(jaxpr) -> int:
   total = 0
-  platform_switches = set()  # outputs of `platform_index`: lax.platform_dependent's branch index
   for eqn in jaxpr.eqns:
-    if eqn.primitive.name == "platform_index":
-      platform_switches.update(eqn.outvars)
-      continue
-    if eqn.primitive.name == "cond" and eqn.invars[0] in platform_switches:
-      continue  # param_broadcast.column_sum: a bias gradient, done as a matvec on CPU only
     if eqn.primitive.name == "dot_general":
       (lhs_contract, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval.shape

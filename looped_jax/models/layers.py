@@ -15,8 +15,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from looped_jax.models.param_broadcast import broadcast_param
-
 INIT_STD = 0.02  # GPT-2 / Yang et al.
 
 
@@ -27,41 +25,15 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
-class Linear(nnx.Linear):
-  """nnx.Linear (same parameters, same forward) whose bias gradient is `broadcast_param`'s."""
-
-  def __call__(self, inputs: jax.Array) -> jax.Array:
-    kernel = self.kernel[...]
-    bias = self.bias[...] if self.bias is not None else None
-    inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
-    y = self.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())),
-                         precision=self.precision)
-    return y if bias is None else y + broadcast_param(bias, y.shape)
-
-
-class LayerNorm(nnx.LayerNorm):
-  """nnx.LayerNorm over the last axis (same parameters and forward: float32 statistics, fast
-  variance) whose scale and bias gradients are `broadcast_param`'s."""
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x, scale, bias = self.promote_dtype((x, self.scale[...], self.bias[...]), dtype=self.dtype)
-    stats = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    mean = jnp.mean(stats, axis=-1, keepdims=True)
-    var = jnp.maximum(0.0, jnp.mean(jnp.square(stats), axis=-1, keepdims=True)
-                      - jnp.square(mean))
-    y = (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * broadcast_param(scale, x.shape))
-    return (y + broadcast_param(bias, x.shape)).astype(x.dtype)
-
-
 def linear(d_in: int, d_out: int, *, std: float, use_bias: bool, rngs: nnx.Rngs,
-           dtype=None) -> Linear:
+           dtype=None) -> nnx.Linear:
   """Linear layer with GPT-2 init; float32 parameters, `dtype` compute."""
-  return Linear(d_in, d_out, use_bias=use_bias, rngs=rngs, dtype=dtype,
-                kernel_init=nnx.initializers.normal(std), bias_init=nnx.initializers.zeros)
+  return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs, dtype=dtype,
+                    kernel_init=nnx.initializers.normal(std), bias_init=nnx.initializers.zeros)
 
 
-def layer_norm(d: int, rngs: nnx.Rngs, dtype=None) -> LayerNorm:
-  return LayerNorm(d, rngs=rngs, dtype=dtype)
+def layer_norm(d: int, rngs: nnx.Rngs, dtype=None) -> nnx.LayerNorm:
+  return nnx.LayerNorm(d, rngs=rngs, dtype=dtype)
 
 
 ROPE_BASE = 10_000.0  # RoFormer / LLaMA; the papers we implement use learned or no positions

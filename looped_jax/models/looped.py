@@ -43,7 +43,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from looped_jax.models import layers
-from looped_jax.models.param_broadcast import broadcast_param
 
 REMAT_POLICIES = {
     "full": None,  # save nothing inside a loop body: recompute it in the backward pass
@@ -147,7 +146,7 @@ class LoopedTransformer(nnx.Module):
     """[B, n] ids or [B, n, d_in] vectors -> e [B, n, D]."""
     e = self.embedding(inputs)
     if self.positions is not None and not self.spec.position_in_loop:
-      e = e + broadcast_param(self.positions[: e.shape[1]].astype(e.dtype), e.shape)
+      e = e + self.positions[: e.shape[1]].astype(e.dtype)
     return e.astype(self.spec.compute_dtype)
 
   def encode(self, inputs: jax.Array) -> jax.Array:
@@ -183,7 +182,7 @@ class LoopedTransformer(nnx.Module):
     recall = self.recall(e) if self.recall is not None else None
     modulation = self.timestep(t) if self.timestep is not None else None
     if self.positions is not None and self.spec.position_in_loop:
-      h = h + broadcast_param(self.positions[: h.shape[1]].astype(h.dtype), h.shape)
+      h = h + self.positions[: h.shape[1]].astype(h.dtype)
     layer_def, layer_params = nnx.split(self.layers)
     keys = (jax.random.split(key, self.spec.num_layers) if key is not None
             else jnp.zeros((self.spec.num_layers,), jnp.uint32))
