@@ -1,9 +1,10 @@
 """Yang et al. (ICLR 2024): a looped GPT-2 block vs a deep transformer on in-context learning,
 for the five function classes of Garg et al. (PAPERS.md §2).
 
-Argument: TASK[:full][:VARIANT...], TASK one of linear_regression, noisy_linear_regression,
-sparse_linear_regression, decision_tree, relu2nn. `full` selects the paper's sizes (GPU);
-naming variants keeps only those (e.g. `:looped` trains the looped model alone).
+Argument: TASK[:SIZE][:VARIANT...], TASK one of linear_regression, noisy_linear_regression,
+sparse_linear_regression, decision_tree, relu2nn; SIZE one of `cpu` (default), `full` (the
+paper's sizes, GPU) and `small` (PAPERS.md §2.7's CPU check); naming variants keeps only
+those (e.g. `:looped` trains the looped model alone).
 
 Looped model: one GPT-2 block (pre-LN, GELU MLP) applied b times with additive input injection
 `Y_{t+1} = f(Y_t + P)`, Y_0 = 0, the position embedding and ln_f inside every loop, trained
@@ -24,7 +25,11 @@ Prompts: x ~ N(0, I_d), interleaved (x_i, [y_i, 0..0]); dims, points and loop cu
 8 heads, Adam 1e-4, batch 64, 500k steps, dims +1 / 5000 steps, points +2 (+5 for trees and
 ReLU nets) / 5000 steps, loops +2 / 500 steps, 12-layer baseline. CPU: D = 64, 4 heads, Adam
 5e-4 with global-norm clipping 1, batch 64, 500 steps, dims and points curricula done by step
-250, loops +5 / 100 steps (fewer loop counts = fewer compiles), 6-layer baseline.
+250, loops +5 / 100 steps (fewer loop counts = fewer compiles), 6-layer baseline. Small: the
+CPU settings at d = 5 (sparse: 10), 2d + 1 points (sparse: 21), no dims or points curriculum,
+b = 10, T = 5, Adam 1e-3, **batch 256**, 3000 steps. The batch is what matters at this scale:
+at batch 64 neither the looped nor the 6-layer model left the zero predictor in 3-6k steps
+(lr 1e-3 and 3e-3); at 256 the looped model did within 500 steps (docs/reproductions.md).
 
 `--mode=eval` writes the ICL report of each variant (analysis/icl_report.py): error vs k at b
 loops with the task's baselines on the eval settings, error vs loops 1 .. 10b (500 at full
@@ -61,31 +66,44 @@ _TASKS = {
 VARIANTS = ("looped", "standard", "looped_no_inject")
 
 
-def parse_arg(arg: str) -> tuple[str, bool, tuple[str, ...]]:
-  """'TASK[:full][:VARIANT...]' -> (task, full, variants kept)."""
+SIZES = ("cpu", "full", "small")
+
+
+def parse_arg(arg: str) -> tuple[str, str, tuple[str, ...]]:
+  """'TASK[:SIZE][:VARIANT...]' -> (task, size, variants kept); SIZE defaults to cpu."""
   task, *rest = arg.split(":")
   if task not in _TASKS:
     raise ConfigError(f"config argument task {task!r} is unknown; choose one of "
                       f"{', '.join(_TASKS)}.")
-  full = "full" in rest
-  keep = tuple(r for r in rest if r not in ("full", "cpu"))
+  sizes = [r for r in rest if r in SIZES]
+  if len(sizes) > 1:
+    raise ConfigError(f"config argument names the sizes {sizes}; name at most one of "
+                      f"{', '.join(SIZES)}.")
+  keep = tuple(r for r in rest if r not in SIZES)
   for name in keep:
     if name not in VARIANTS:
-      raise ConfigError(f"config argument {name!r} is neither 'full' nor a variant; variants: "
-                        f"{', '.join(VARIANTS)}.")
-  return task, full, keep or VARIANTS
+      raise ConfigError(f"config argument {name!r} is neither a size ({', '.join(SIZES)}) nor a "
+                        f"variant ({', '.join(VARIANTS)}).")
+  return task, sizes[0] if sizes else "cpu", keep or VARIANTS
 
 
 def get_config(arg: str = "linear_regression"):
-  task, full, keep = parse_arg(arg)
+  task, size, keep = parse_arg(arg)
+  full = size == "full"
   (b, window), points = _TASKS[task][0 if full else 1], _TASKS[task][2]
   d = 20 if full else 10
   n_points = points[0] if full else points[1]
   interval = 5000 if full else 50
+  if size == "small":  # PAPERS.md §2.7's CPU check: no dims or points curriculum
+    d = 10 if task == "sparse_linear_regression" else 5
+    n_points = points[1] if task == "sparse_linear_regression" else 2 * d + 1
+    (b, window) = (10, 5)
   c = base_config()
   c.task = tasks.default_config(
-      task, n_dims=d, n_points=n_points, dims_start=5, dims_inc=1, dims_interval=interval,
-      points_start=points[2], points_inc=points[3], points_interval=interval)
+      task, n_dims=d, n_points=n_points, dims_start=d if size == "small" else 5, dims_inc=1,
+      dims_interval=interval,
+      points_start=n_points if size == "small" else points[2], points_inc=points[3],
+      points_interval=interval)
   m = c.model
   m.block = "gpt2"
   m.d_model, m.num_heads = (256, 8) if full else (64, 4)
@@ -121,6 +139,11 @@ def get_config(arg: str = "linear_regression"):
     c.eval.icl_settings = ("standard", "skewed", "scale_x=2", "noisy_y")
     if task == "relu2nn":
       c.eval.icl_baselines = ("zero", "least_squares", "3nn", "averaging")
+  if size == "small":
+    # Batch 256, not 64: at batch 64 (lr 1e-3, 3e-3) neither model left the zero predictor
+    # in 3-6k steps; at 256 the looped model did within 500 (docs/reproductions.md).
+    t.batch_size, t.learning_rate, t.num_steps = 256, 1e-3, 3000
+    t.log_every, t.checkpoint_every, c.eval.every = 250, 1000, 1000
   variants = {
       "looped": {},
       "standard": {"model": {"num_layers": 12 if full else 6, "num_loops": 1,

@@ -26,7 +26,7 @@ def _get_config(arg):
 
 
 @pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("size", ["", ":full"])
+@pytest.mark.parametrize("size", ["", ":full", ":small"])
 def test_every_task_builds_its_variants(task, size):
   runs = experiment.expand(_get_config(task + size))
   assert set(runs) == {"looped", "standard", "looped_no_inject"}
@@ -34,7 +34,12 @@ def test_every_task_builds_its_variants(task, size):
   t = tasks.get(looped.task)
   icl_report.settings_of(looped.eval.icl_settings)
   icl_report.baselines_of(t, looped.eval.icl_baselines)
-  if size:
+  if size == ":small":  # PAPERS.md §2.7: b = 10, T = 5, no curriculum, batch 256
+    assert (looped.model.num_loops, looped.train.grad_loops) == (10, 5)
+    assert t.n_dims == (10 if task == "sparse_linear_regression" else 5)
+    assert t.active_dims(0) == t.n_dims and t.active_points(0) == t.n_points
+    assert looped.train.batch_size == 256 and looped.eval.icl_max_loops == 100
+  elif size:
     assert (looped.model.num_loops, looped.train.grad_loops) == PAPER_BT[task]
     assert t.n_dims == 20 and looped.model.d_model == 256
     assert runs["standard"].model.num_layers == 12
@@ -47,3 +52,5 @@ def test_variant_selection_and_bad_arguments():
     _get_config("linear")
   with pytest.raises(ConfigError, match="looped_no_inject"):
     _get_config("relu2nn:fulll")
+  with pytest.raises(ConfigError, match="at most one of cpu, full, small"):
+    _get_config("relu2nn:full:small")
