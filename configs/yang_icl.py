@@ -100,15 +100,16 @@ def get_config(arg: str = "linear_regression"):
   d = 20 if full else 10
   n_points = points[0] if full else points[1]
   interval = 5000 if full else 50
+  dims_start, points_start = 5, points[2]
   if size == "small":  # PAPERS.md §2.7's CPU check: no dims or points curriculum
     d = 10 if task == "sparse_linear_regression" else 5
     n_points = points[1] if task == "sparse_linear_regression" else 2 * d + 1
-    (b, window) = (10, 5)
+    b, window = 10, 5
+    dims_start, points_start = d, n_points
   c = base_config()
   c.task = tasks.default_config(
-      task, n_dims=d, n_points=n_points, dims_start=d if size == "small" else 5, dims_inc=1,
-      dims_interval=interval,
-      points_start=n_points if size == "small" else points[2], points_inc=points[3],
+      task, n_dims=d, n_points=n_points, dims_start=dims_start, dims_inc=1,
+      dims_interval=interval, points_start=points_start, points_inc=points[3],
       points_interval=interval)
   m = c.model
   m.block = "gpt2"
