@@ -26,7 +26,7 @@ def _get_config(arg):
 
 
 @pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("size", ["", ":full", ":small"])
+@pytest.mark.parametrize("size", ["", ":full", ":small", ":check"])
 def test_every_task_builds_its_variants(task, size):
   runs = experiment.expand(_get_config(task + size))
   assert set(runs) == {"looped", "standard", "looped_no_inject"}
@@ -39,6 +39,13 @@ def test_every_task_builds_its_variants(task, size):
     assert t.n_dims == (10 if task == "sparse_linear_regression" else 5)
     assert t.active_dims(0) == t.n_dims and t.active_points(0) == t.n_points
     assert looped.train.batch_size == 256 and looped.eval.icl_max_loops == 100
+  elif size == ":check":  # issue 3's d = 10 check: cpu's (b, T) and sizes at batch 256
+    cpu = experiment.expand(_get_config(task))["looped"]
+    assert (looped.model.num_loops, looped.train.grad_loops) == (
+        cpu.model.num_loops, cpu.train.grad_loops)
+    assert t.n_dims == 10 and t.active_dims(500) == 10
+    assert t.active_dims(499) < 10 or not t.uses_dims_curriculum  # trees: no dims curriculum
+    assert looped.train.batch_size == 256 and looped.train.num_steps == 1200
   elif size:
     assert (looped.model.num_loops, looped.train.grad_loops) == PAPER_BT[task]
     assert t.n_dims == 20 and looped.model.d_model == 256
@@ -52,5 +59,5 @@ def test_variant_selection_and_bad_arguments():
     _get_config("linear")
   with pytest.raises(ConfigError, match="looped_no_inject"):
     _get_config("relu2nn:fulll")
-  with pytest.raises(ConfigError, match="at most one of cpu, full, small"):
+  with pytest.raises(ConfigError, match="at most one of cpu, full, small, check"):
     _get_config("relu2nn:full:small")
