@@ -3,7 +3,8 @@ for the five function classes of Garg et al. (PAPERS.md §2).
 
 Argument: TASK[:SIZE][:VARIANT...], TASK one of linear_regression, noisy_linear_regression,
 sparse_linear_regression, decision_tree, relu2nn; SIZE one of `cpu` (default), `full` (the
-paper's sizes, GPU) and `small` (PAPERS.md §2.7's CPU check); naming variants keeps only
+paper's sizes, GPU), `small` (PAPERS.md §2.7's CPU check at d = 5) and `check` (issue 3's
+30-minute CPU check at d = 10); naming variants keeps only
 those (e.g. `:looped` trains the looped model alone).
 
 Looped model: one GPT-2 block (pre-LN, GELU MLP) applied b times with additive input injection
@@ -30,6 +31,9 @@ CPU settings at d = 5 (sparse: 10), 2d + 1 points (sparse: 21), no dims or point
 b = 10, T = 5, Adam 1e-3, **batch 256**, 3000 steps. The batch is what matters at this scale:
 at batch 64 neither the looped nor the 6-layer model left the zero predictor in 3-6k steps
 (lr 1e-3 and 3e-3); at 256 the looped model did within 500 steps (docs/reproductions.md).
+Check: the CPU settings (d = 10, b = 20, T = 10) at batch 256 and Adam 1e-3, dims and points
+curricula over 500 steps, 1200 steps (what fits in 30 min on 2 cores), and an 8-layer standard
+model, so that the looped one has at most 1/6 of its parameters (53.6k vs 403k).
 
 `--mode=eval` writes the ICL report of each variant (analysis/icl_report.py): error vs k at b
 loops with the task's baselines on the eval settings, error vs loops 1 .. 10b (500 at full
