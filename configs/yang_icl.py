@@ -64,7 +64,7 @@ of training, standard 32 min (partly beside other jobs), no injection 16 min; `-
 30-minute check"): normalised error at k = 2d = 20 after 1200 steps: looped 0.380 (0.401 at
 200 loops), 8-layer standard 0.861, without injection 1.052; training 28 / 26 / 31 min;
 sparse_linear_regression:check:looped 0.645 at k = 20 and above least squares at small k (26
-min). Not the issue's < 0.05: both models are still learning when the 30 minutes end; the
+min). Not the issue's < 0.05: the looped model is still learning when the 30 minutes end; the
 looped run resumed to 1800 steps (about 42 min) reaches 0.047 (0.075 at 200 loops).
 """
 
