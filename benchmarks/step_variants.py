@@ -16,6 +16,8 @@ speed relative to the first. Variants:
   remat_full, remat_dots, remat_dots_no_batch   model.remat policies around one loop
   bf16            model.dtype = bfloat16 (float32 parameters and softmax)
   rolled, unrolled  model.unroll = 0 (the window loops under lax.scan) or 64 (straight-line)
+  data:N          data parallel over N of this CPU's cores as simulated host devices
+                  (mesh.data = N; the process starts with 8 host devices for this)
   xla_default     config xla_options = "" (XLA's own defaults; the others use "auto")
   xla:FLAG=VALUE  that XLA option on top of XLA's defaults, e.g.
                   xla:xla_cpu_experimental_ynn_fusion_type= (all YNNPACK fusions off)
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import pathlib
 import statistics
 import sys
@@ -35,6 +38,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+# Host devices for the data:N variants; one-device variants use the first device alone.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -113,7 +119,7 @@ def attention(fn):
 
 def unknown_parts(name: str) -> list[str]:
   return [part for part in name.split("+") if part not in ATTENTION and part not in CONFIG
-          and part != "xla_default" and not part.startswith("xla:")]
+          and part != "xla_default" and not part.startswith(("xla:", "data:"))]
 
 
 def compile_variant(args, name):
@@ -121,10 +127,13 @@ def compile_variant(args, name):
   overrides = {k: v for part in parts for k, v in CONFIG.get(part, {}).items()}
   xla = [part.removeprefix("xla:") for part in parts if part.startswith("xla:")]
   xla_options = ";".join(xla) if xla or "xla_default" in parts else "auto"
+  data = [int(part.removeprefix("data:")) for part in parts if part.startswith("data:")]
+  devices = data[-1] if data else 1
   cfg = st.yang_config(argparse.Namespace(**{**vars(args), "remat": "none", "dtype": "float32",
                                              "unroll": -1, "xla_options": xla_options,
                                              **overrides}))
-  exp = trainer.Experiment.build(cfg, devices=jax.devices()[:1])
+  cfg.mesh.data = devices
+  exp = trainer.Experiment.build(cfg, devices=jax.devices()[:devices])
   state = exp.initial_state()
   batch = exp.sampler(args.batch)(jax.random.key(0), 0)
   attention_fns = [ATTENTION[part] for part in parts if ATTENTION.get(part)]
@@ -151,7 +160,7 @@ def main():
   if unknown:
     known = sorted({**ATTENTION, **CONFIG})
     parser.error(f"unknown variants {unknown}; choose from {known}, xla_default, "
-                 "xla:FLAG=VALUE, or several joined by '+'")
+                 "xla:FLAG=VALUE, data:N, or several joined by '+'")
   runs = {name: compile_variant(args, name) for name in names}
   for r in range(args.warmup + args.rounds):
     for name, run in runs.items():
