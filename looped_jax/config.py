@@ -27,7 +27,7 @@ DTYPES = ("float32", "bfloat16")
 LOSS_ON = ("last", "window", "all")
 RANDOM_LOOPS = ("none", "poisson_lognormal", "uniform")  # = train.loop_sampling.KINDS
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "warmup_constant", "warmup_cosine")
+SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "warmup_stable_decay")
 MODES = ("train", "eval", "hessian")
 HESSIAN_METHODS = ("exact", "lanczos")
 SHIFT_MOMENTS = ("keep", "reset")  # = looped_jax.train.shift.MOMENTS (not imported: keeps jax out)
@@ -98,6 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
   t.b2 = 0.999
   t.schedule = "constant"
   t.warmup_steps = 0
+  t.decay_steps = 0  # warmup_stable_decay: the last decay_steps steps go linearly to 0
   t.grad_clip = 0.0  # global-norm clipping; 0 = off
   t.log_every = 50
   t.checkpoint_every = 500
@@ -199,6 +200,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check_choice("train.loss_on", t.loss_on, LOSS_ON)
   check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
   check_choice("train.schedule", t.schedule, SCHEDULES)
+  if t.schedule == "warmup_stable_decay":
+    check(0 < t.decay_steps <= t.num_steps - t.warmup_steps,
+          f"train.decay_steps={t.decay_steps} must be in 1..{t.num_steps - t.warmup_steps} "
+          "(num_steps - warmup_steps) for schedule 'warmup_stable_decay'.")
   for key in ("d_model", "num_heads", "num_layers", "num_loops", "mlp_ratio"):
     check(int(m[key]) > 0, f"model.{key}={m[key]} must be a positive integer.")
   check(int(m.unroll) >= 0, f"model.unroll={m.unroll} must be >= 0 (0 = never unroll).")
