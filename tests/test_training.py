@@ -105,3 +105,22 @@ def test_extension_that_would_change_the_past_is_refused(tmp_path, change, named
   with pytest.raises(trainer.ConfigError, match=named):
     trainer.train(tiny_config(train={**first, **change}), str(tmp_path), quiet=True)
   assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+def test_constant_run_continues_as_the_wsd_run_from_a_checkpoint_before_the_decay(tmp_path):
+  """10 constant-LR steps, then the workdir under warmup_stable_decay (20 steps, the last 10
+  decaying): the metrics of one 20-step WSD run; a checkpoint past the decay start is refused."""
+  train = {"log_every": 1, "checkpoint_every": 5}
+  wsd = {**train, "num_steps": 20, "schedule": "warmup_stable_decay", "decay_steps": 10}
+  straight, decayed = str(tmp_path / "straight"), str(tmp_path / "decayed")
+  trainer.train(tiny_config(train=wsd), straight, quiet=True)
+  trainer.train(tiny_config(train={**train, "num_steps": 10}), decayed, quiet=True)
+  trainer.train(tiny_config(train=wsd), decayed, quiet=True)
+  losses = lambda w: [(r["step"], r["loss"]) for r in metric_records(w) if "loss" in r]
+  assert [s for s, _ in losses(decayed)] == list(range(1, 21))
+  np.testing.assert_allclose([l for _, l in losses(decayed)], [l for _, l in losses(straight)],
+                             rtol=1e-6)
+  late = str(tmp_path / "late")
+  trainer.train(tiny_config(train={**train, "num_steps": 15}), late, quiet=True)
+  with pytest.raises(trainer.ConfigError, match=r"checkpoint at step 15, past the decay start"):
+    trainer.train(tiny_config(train=wsd), late, quiet=True)

@@ -162,7 +162,8 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
 
   The mesh and XLA options (PLACEMENT_KEYS) may differ: the run resumes under the new ones.
   A larger `train.num_steps` alone extends the run where nothing before the old end depends
-  on it (`_extension_problem`). Every process checks; process 0 writes, between barriers, so
+  on it (`_extension_problem`); a constant-LR run may continue as a warmup_stable_decay run
+  from a checkpoint before the decay start (`_decay_problem`). Every process checks; process 0 writes, between barriers, so
   none reads a half-replaced workdir.
   """
   path = os.path.join(workdir, CONFIG_FILE)
@@ -173,9 +174,11 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
       old = _without_placement(json.load(f))
     new = _without_placement(json.loads(text))
     extends = old != new and _only_num_steps_differ(old, new)
+    decays = old != new and not extends and _only_decay_differs(old, new)
     if old != new and not overwrite:
-      problem = _extension_problem(old, new) if extends else ""
-      if not extends or problem:
+      problem = (_extension_problem(old, new) if extends else
+                 _decay_problem(old, new, workdir) if decays else "")
+      if not (extends or decays) or problem:
         reason = problem or f"a different config ({_first_difference(old, new)})"
         raise ConfigError(f"workdir {workdir} holds a run of {reason}; use another --workdir "
                           "or pass --overwrite to replace it.")
@@ -213,6 +216,43 @@ def _extension_problem(old: dict, new: dict) -> str:
     return (f"{before} steps with SHIFT stages (shift.loops), whose switches may depend on "
             "train.num_steps; SHIFT runs cannot be extended")
   return ""
+
+
+_DECAY_KEYS = ("schedule", "decay_steps", "num_steps")
+
+
+def _only_decay_differs(old: dict, new: dict) -> bool:
+  """Whether `new` is `old` with a warmup_stable_decay schedule (and its length) instead."""
+  strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in _DECAY_KEYS}}
+  return new["train"]["schedule"] == "warmup_stable_decay" and strip(old) == strip(new)
+
+
+def _decay_problem(old: dict, new: dict, workdir: str) -> str:
+  """Why a run cannot continue as a warmup_stable_decay run ("" when it can).
+
+  A constant-LR run's checkpoint is a WSD run's state at any step up to the decay start
+  (the two schedules agree there), so the decay can start from it: the WSD practice of
+  decaying a checkpoint of one long constant run. Refused past the decay start.
+  """
+  t_old, t_new = old["train"], new["train"]
+  if t_old["schedule"] not in ("constant", "warmup_constant"):
+    return (f"train.schedule={t_old['schedule']!r}; only 'constant' and 'warmup_constant' "
+            "runs can continue as 'warmup_stable_decay' runs")
+  warmup_old = t_old["warmup_steps"] if t_old["schedule"] == "warmup_constant" else 0
+  if warmup_old != t_new["warmup_steps"]:
+    return (f"{warmup_old} warm-up steps (train.warmup_steps={t_new['warmup_steps']} now); "
+            "the decayed run must keep the warm-up it had")
+  latest = max(_checkpoint_steps(workdir), default=0)
+  start = t_new["num_steps"] - t_new["decay_steps"]
+  if latest > start:
+    return (f"a checkpoint at step {latest}, past the decay start num_steps - decay_steps = "
+            f"{start}; use train.num_steps >= {latest + t_new['decay_steps']}")
+  return ""
+
+
+def _checkpoint_steps(workdir: str) -> list[int]:
+  path = os.path.join(workdir, "checkpoints")
+  return [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
 
 
 def _without_placement(config: dict) -> dict:
