@@ -1,6 +1,7 @@
 """Trainer guarantees: device-count invariance, exact resume after SIGKILL, the NaN guard."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -124,3 +125,21 @@ def test_constant_run_continues_as_the_wsd_run_from_a_checkpoint_before_the_deca
   trainer.train(tiny_config(train={**train, "num_steps": 15}), late, quiet=True)
   with pytest.raises(trainer.ConfigError, match=r"checkpoint at step 15, past the decay start"):
     trainer.train(tiny_config(train=wsd), late, quiet=True)
+
+
+def test_a_run_saved_before_a_key_existed_resumes_while_the_key_keeps_its_default(tmp_path):
+  """A config.json without train.decay_steps (as written before the key was added) resumes;
+  the key at another value is a different config."""
+  train = {"num_steps": 4, "log_every": 2, "checkpoint_every": 2}
+  trainer.train(tiny_config(train=train), str(tmp_path), quiet=True)
+  path = tmp_path / "config.json"
+  saved = json.loads(path.read_text())
+  del saved["train"]["decay_steps"]
+  path.write_text(json.dumps(saved))
+  trainer.train(tiny_config(train={**train, "num_steps": 6}), str(tmp_path), quiet=True)
+  assert [r["step"] for r in metric_records(str(tmp_path)) if "loss" in r] == [2, 4, 6]
+  assert "decay_steps" in json.loads(path.read_text())["train"]
+  path.write_text(json.dumps({**saved, "train": {**saved["train"], "num_steps": 6}}))
+  with pytest.raises(trainer.ConfigError, match="train.decay_steps"):
+    trainer.train(tiny_config(train={**train, "num_steps": 6, "decay_steps": 3}), str(tmp_path),
+                  quiet=True)

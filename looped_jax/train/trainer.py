@@ -173,6 +173,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
     with open(path) as f:
       old = _without_placement(json.load(f))
     new = _without_placement(json.loads(text))
+    old = _with_added_keys(old, new, json.loads(config_lib.to_json(config_lib.base_config())))
     extends = old != new and _only_num_steps_differ(old, new)
     decays = old != new and not extends and _only_decay_differs(old, new)
     if old != new and not overwrite:
@@ -191,6 +192,20 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
     with open(path, "w") as f:
       f.write(text)
   distributed.barrier("prepare_workdir:written")
+
+
+def _with_added_keys(old: dict, new: dict, defaults: dict) -> dict:
+  """`old` with the keys it lacks that `new` and the base config's defaults have, at their
+  defaults: a key added to looped_jax since the run was saved, left at its default (which
+  keeps the old behaviour), is no difference."""
+  out = dict(old)
+  for key, value in new.items():
+    if key not in old and key in defaults:
+      out[key] = defaults[key]
+    elif isinstance(value, dict) and isinstance(old.get(key), dict):
+      below = defaults.get(key)
+      out[key] = _with_added_keys(old[key], value, below if isinstance(below, dict) else {})
+  return out
 
 
 def _only_num_steps_differ(old: dict, new: dict) -> bool:
