@@ -163,8 +163,9 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
   The mesh and XLA options (PLACEMENT_KEYS) may differ: the run resumes under the new ones.
   A larger `train.num_steps` alone extends the run where nothing before the old end depends
   on it (`_extension_problem`); a constant-LR run may continue as a warmup_stable_decay run
-  from a checkpoint before the decay start (`_decay_problem`). Every process checks; process 0 writes, between barriers, so
-  none reads a half-replaced workdir.
+  from a checkpoint before the decay start (`_decay_problem`); keys added since the run was
+  saved count only away from their defaults (`_with_added_keys`). Every process checks;
+  process 0 writes, between barriers, so none reads a half-replaced workdir.
   """
   path = os.path.join(workdir, CONFIG_FILE)
   text = config_lib.to_json(config)
