@@ -175,8 +175,9 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
       old = _without_placement(json.load(f))
     new = _without_placement(json.loads(text))
     old = _with_added_keys(old, new, json.loads(config_lib.to_json(config_lib.base_config())))
-    extends = old != new and _only_num_steps_differ(old, new)
-    decays = old != new and not extends and _only_decay_differs(old, new)
+    extends = old != new and _equal_except(old, new, ("num_steps",))
+    decays = (old != new and not extends and new["train"]["schedule"] == "warmup_stable_decay"
+              and _equal_except(old, new, ("schedule", "decay_steps", "num_steps")))
     if old != new and not overwrite:
       problem = (_extension_problem(old, new) if extends else
                  _decay_problem(old, new, workdir) if decays else "")
@@ -209,8 +210,9 @@ def _with_added_keys(old: dict, new: dict, defaults: dict) -> dict:
   return out
 
 
-def _only_num_steps_differ(old: dict, new: dict) -> bool:
-  strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k != "num_steps"}}
+def _equal_except(old: dict, new: dict, train_keys: tuple[str, ...]) -> bool:
+  """Whether the configs agree on everything but these keys of their `train` sections."""
+  strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in train_keys}}
   return strip(old) == strip(new)
 
 
@@ -232,15 +234,6 @@ def _extension_problem(old: dict, new: dict) -> str:
     return (f"{before} steps with SHIFT stages (shift.loops), whose switches may depend on "
             "train.num_steps; SHIFT runs cannot be extended")
   return ""
-
-
-_DECAY_KEYS = ("schedule", "decay_steps", "num_steps")
-
-
-def _only_decay_differs(old: dict, new: dict) -> bool:
-  """Whether `new` is `old` with a warmup_stable_decay schedule (and its length) instead."""
-  strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in _DECAY_KEYS}}
-  return new["train"]["schedule"] == "warmup_stable_decay" and strip(old) == strip(new)
 
 
 def _decay_problem(old: dict, new: dict, workdir: str) -> str:
