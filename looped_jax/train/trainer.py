@@ -260,6 +260,8 @@ def _decay_problem(old: dict, new: dict, workdir: str) -> str:
 
 
 def _checkpoint_steps(workdir: str) -> list[int]:
+  # Finished orbax steps are folders named by the step (unfinished ones carry a suffix);
+  # listing them avoids opening a CheckpointManager, which would create and lock the folder.
   path = os.path.join(workdir, "checkpoints")
   return [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
 
