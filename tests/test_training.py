@@ -143,3 +143,30 @@ def test_a_run_saved_before_a_key_existed_resumes_while_the_key_keeps_its_defaul
   with pytest.raises(trainer.ConfigError, match="train.decay_steps"):
     trainer.train(tiny_config(train={**train, "num_steps": 6, "decay_steps": 3}), str(tmp_path),
                   quiet=True)
+
+
+def test_eight_cpu_devices_survive_a_long_run_ahead(tmp_path):
+  """Logging rarely lets the host dispatch far ahead; without trainer.steps_ahead's waits
+  this run hung in an all-reduce on a 2-core machine (docs/performance.md, "Session 9")."""
+  flags = ("--xla_force_host_platform_device_count=8 "
+           # a hang fails in 10 s, not XLA's 40
+           "--xla_cpu_collective_call_terminate_timeout_seconds=10 "
+           "--xla_cpu_collective_call_warn_stuck_timeout_seconds=5")
+  overrides = {"train.num_steps": 120, "train.log_every": 120, "train.checkpoint_every": 120,
+               "eval.every": 120, "train.batch_size": 512, "model.d_model": 64}
+  done = subprocess.run(
+      [sys.executable, "-m", "looped_jax.main", f"--config={TINY}", f"--workdir={tmp_path}",
+       *[f"--config.{k}={v}" for k, v in overrides.items()]],
+      cwd=REPO, text=True, capture_output=True, timeout=600,
+      env=dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu"))
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert [r["step"] for r in metric_records(str(tmp_path)) if "loss" in r] == [120]
+
+
+def test_steps_ahead_is_bounded_only_for_several_cpu_devices():
+  devices = jax.devices()
+  assert len(devices) == 8 and devices[0].platform == "cpu"
+  mesh = lambda n: jax.make_mesh((n,), ("data",), devices=devices[:n],
+                                 axis_types=(jax.sharding.AxisType.Explicit,))
+  assert trainer.steps_ahead(mesh(8)) == trainer.CPU_STEPS_AHEAD == 4
+  assert trainer.steps_ahead(mesh(1)) == 0

@@ -43,6 +43,21 @@ CONFIG_FILE = "config.json"
 # Config keys that say where and how a run executes, not what it computes: a run may resume
 # under another mesh (orbax reshards the checkpoint) or other XLA options.
 PLACEMENT_KEYS = ("mesh", "xla_options")
+
+# XLA's CPU client (jaxlib 0.10.2) can deadlock when the host dispatches far ahead of several
+# CPU devices in one process: once a device has 32 programs in flight, the next launch waits
+# for a slot while holding a thread of the client's pool (max(cores, devices) threads), the
+# other devices' threads wait in an all-reduce for that device, and the task that would free
+# the slot finds no thread; XLA aborts after its 40 s collective timeout (docs/performance.md,
+# "Session 9"). Waiting for every 4th step keeps each device far below 32 programs (a step
+# dispatches about 3). Accelerators, and one CPU device per process, run ahead freely.
+CPU_STEPS_AHEAD = 4
+
+
+def steps_ahead(mesh: jax.sharding.Mesh) -> int:
+  """Steps the host may dispatch before it waits for them (0: no limit)."""
+  local = mesh.local_devices
+  return CPU_STEPS_AHEAD if len(local) > 1 and local[0].platform == "cpu" else 0
 EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
 
 
@@ -313,6 +328,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   started = time.perf_counter()
   clock = _TrainClock(meta.get("train_seconds", 0.0), run)
   final_eval: dict[str, float] = {}
+  ahead = steps_ahead(exp.mesh)
   try:
     if run is not None and step == 0:  # a criterion may fire before any update (fixed_step 0)
       state = _observe_shift(exp, run, clock, state, 0, {})
@@ -325,6 +341,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
       state, step_metrics = exp.train_step(loops, stage)(state, batch)
       pending.append(step_metrics)
       step += 1
+      if ahead and step % ahead == 0:
+        jax.block_until_ready(state["step"])  # bounded run-ahead: see steps_ahead
       last = step == t.num_steps
       signals: dict[str, float] = {}  # SHIFT criterion inputs measured at this step
       if step % t.log_every == 0 or last:
