@@ -85,3 +85,21 @@ def test_workdir_resumes_under_another_mesh_but_not_another_model(tmp_path):
   other.model.d_model = 32
   with pytest.raises(ConfigError, match="model.d_model"):
     trainer.prepare_workdir(str(tmp_path), other, overwrite=False)
+
+
+def test_host_devices_splits_the_cpu_for_a_new_process(tmp_path):
+  from helpers import cli
+  result = cli("--config=tests/tiny_config.py", f"--workdir={tmp_path}",
+               "--config.mesh.host_devices=2", "--config.train.num_steps=2")
+  assert result.returncode == 0, result.stderr
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["mesh"] == {"data": 2, "model": 1}  # not the 8 devices of XLA_FLAGS
+
+
+def test_host_devices_refuses_a_count_jax_no_longer_can_take():
+  from looped_jax.train import sharding
+  jax.devices()  # JAX has started with this process's 8 CPU devices
+  sharding.use_host_devices(0)
+  sharding.use_host_devices(8)  # already so
+  with pytest.raises(ConfigError, match=r"host_devices=2 cannot apply.* 8 CPU devices"):
+    sharding.use_host_devices(2)

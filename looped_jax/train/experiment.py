@@ -10,7 +10,7 @@ from looped_jax import config as config_lib
 from looped_jax import distributed
 from looped_jax.analysis import icl_report, report
 from looped_jax.errors import ConfigError
-from looped_jax.train import trainer
+from looped_jax.train import sharding, trainer
 
 
 def expand(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
@@ -28,6 +28,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
   """Trains, evaluates (eval.json) or takes the Hessian spectrum (hessian.json) of every
   variant in workdir/<name>; returns name -> final metrics or spectrum."""
   runs = expand(config)
+  host_devices = {cfg.mesh.host_devices for cfg in runs.values()}
+  if len(host_devices) > 1:
+    raise ConfigError(f"variants set mesh.host_devices to {sorted(host_devices)}; one process "
+                      "has one device count, so give every variant the same value.")
+  sharding.use_host_devices(host_devices.pop())
   for cfg in runs.values():  # all variants valid before any workdir is touched
     trainer.Experiment.build(cfg)
   results = {}

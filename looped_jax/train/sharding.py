@@ -30,6 +30,25 @@ def _divisors(n: int) -> str:
   return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
 
 
+def use_host_devices(count: int) -> None:
+  """Makes JAX run the CPU as `count` devices (config mesh.host_devices; 0: leave as is).
+
+  Must come before JAX's first computation. Data parallelism over CPU devices runs each
+  device's share of the step on its own thread, which keeps both cores of a small machine
+  busy through the many small ops of a d = 64 model (docs/performance.md).
+  """
+  if count == 0:
+    return
+  try:
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError:  # JAX has started: acceptable only if it already has that many
+    running = len(jax.devices("cpu"))
+    if running != count:
+      raise ConfigError(f"mesh.host_devices={count} cannot apply: this process already runs "
+                        f"JAX with {running} CPU devices; use mesh.host_devices=0 or "
+                        f"{running}.") from None
+
+
 def make_mesh(mesh_config: Any, devices=None) -> Mesh:
   """A ("data", "model") mesh of `mesh.data` x `mesh.model` devices.
 

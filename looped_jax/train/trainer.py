@@ -386,6 +386,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
     ckpt.close()
     writer.close()
   summary = final_eval | {"params": models.count_params(exp.params),
+                          "mesh": {name: int(size) for name, size in exp.mesh.shape.items()},
                           "wall_seconds": time.perf_counter() - started,
                           "train_seconds": clock.seconds}
   if run is not None:
