@@ -154,7 +154,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh.fsdp = False  # also shard parameters and optimizer state over the data axis
   # CPU only: run this host as this many JAX devices (jax_num_cpu_devices), so that mesh.data
   # can split the batch over its cores; 0 = JAX's default (one CPU device, or XLA_FLAGS').
-  # On 2 cores, 8 devices made the d = 64 ICL step 1.38x faster (docs/performance.md).
+  # On 2 cores, 8 devices made the d = 64 ICL step 1.38x faster in the step benchmark and
+  # about 1.2x in training (docs/performance.md).
   c.mesh.host_devices = 0
   # XLA compiler options of the train and eval steps (train/compiler.py): "auto" = the
   # measured choice for the backend, "" = XLA's defaults, or "FLAG=VALUE;FLAG=VALUE".

@@ -44,6 +44,8 @@ CONFIG_FILE = "config.json"
 # under another mesh (orbax reshards the checkpoint) or other XLA options.
 PLACEMENT_KEYS = ("mesh", "xla_options")
 
+EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
+
 # XLA's CPU client (jaxlib 0.10.2) can deadlock when the host dispatches far ahead of several
 # CPU devices in one process: once a device has 32 programs in flight, the next launch waits
 # for a slot while holding a thread of the client's pool (max(cores, devices) threads), the
@@ -58,7 +60,6 @@ def steps_ahead(mesh: jax.sharding.Mesh) -> int:
   """Steps the host may dispatch before it waits for them (0: no limit)."""
   local = mesh.local_devices
   return CPU_STEPS_AHEAD if len(local) > 1 and local[0].platform == "cpu" else 0
-EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
 
 
 class TrainingDiverged(RuntimeError):
