@@ -75,6 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   t = c.train = ml_collections.ConfigDict()
   t.num_steps = 1000
+  # Time budget: stop at the first log step once this many seconds of training (evals and
+  # saves excluded, resumed runs included) have passed; 0 = none. The stop is a normal end:
+  # final eval, checkpoint, summary.json with stopped_by = "max_train_seconds".
+  t.max_train_seconds = 0.0
   t.batch_size = 64  # global batch, split over the mesh's data axis
   t.grad_loops = 0  # truncated backprop: only the last T loops get gradients (0 = all)
   t.loss_on = "last"  # last: final loop; window: mean over the last grad_loops loops; all: every loop
@@ -221,6 +225,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("prelude_layers", "coda_layers"):
     check(int(m[key]) >= 0, f"model.{key}={m[key]} must be >= 0.")
   check(t.num_steps >= 0, f"train.num_steps={t.num_steps} must be >= 0.")
+  check(t.max_train_seconds >= 0,
+        f"train.max_train_seconds={t.max_train_seconds} must be >= 0 (0 = no time budget).")
   check(t.batch_size > 0, f"train.batch_size={t.batch_size} must be positive.")
   check(0 <= t.grad_loops, f"train.grad_loops={t.grad_loops} must be >= 0 (0 = all loops).")
   check(t.loss_on != "window" or t.grad_loops > 0,

@@ -143,6 +143,17 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def primary_decides(flag: bool) -> bool:
+  """Process 0's `flag` on every process: decisions from local clocks must agree, or the
+  processes that stop leave the others waiting in a collective."""
+  import jax  # pylint: disable=import-outside-toplevel
+  if jax.process_count() == 1:
+    return flag
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
 def is_peer_failure(error: BaseException) -> bool:
   """Whether `error` is a runtime failure caused by a dead or unreachable peer."""
   if process_count() <= 1 or isinstance(error, (KeyboardInterrupt, SystemExit)):

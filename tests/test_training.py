@@ -170,3 +170,21 @@ def test_steps_ahead_is_bounded_only_for_several_cpu_devices():
                                  axis_types=(jax.sharding.AxisType.Explicit,))
   assert trainer.steps_ahead(mesh(8)) == trainer.CPU_STEPS_AHEAD == 4
   assert trainer.steps_ahead(mesh(1)) == 0
+
+
+def test_time_budget_ends_the_run_at_a_log_step_and_a_larger_one_resumes_it(tmp_path):
+  """max_train_seconds ends training at the first log step past it, with the final eval, a
+  checkpoint and summary.json saying so; the same workdir with a larger budget (the only
+  change) resumes and runs to num_steps."""
+  train = {"num_steps": 40, "log_every": 5, "checkpoint_every": 20}
+  trainer.train(tiny_config(train={**train, "max_train_seconds": 1e-6}), str(tmp_path), quiet=True)
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["steps"] == 5 and summary["stopped_by"] == "max_train_seconds"
+  assert "eval/loss" in summary
+  assert checkpoint.Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 5
+  trainer.train(tiny_config(train={**train, "max_train_seconds": 1e-6}), str(tmp_path), quiet=True)
+  assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 5  # budget spent
+  trainer.train(tiny_config(train=train), str(tmp_path), quiet=True)
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["steps"] == 40 and summary["stopped_by"] == "num_steps"
+  assert [r["step"] for r in metric_records(str(tmp_path)) if "loss" in r] == list(range(5, 41, 5))

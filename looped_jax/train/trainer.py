@@ -43,6 +43,8 @@ CONFIG_FILE = "config.json"
 # Config keys that say where and how a run executes, not what it computes: a run may resume
 # under another mesh (orbax reshards the checkpoint) or other XLA options.
 PLACEMENT_KEYS = ("mesh", "xla_options")
+# train keys that may differ on resume too: they bound how long a run trains, not what it computes
+BUDGET_KEYS = ("max_train_seconds",)
 
 EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
 
@@ -176,7 +178,8 @@ class Experiment:
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
   """Refuses a workdir that holds a run of another config, unless `overwrite`.
 
-  The mesh and XLA options (PLACEMENT_KEYS) may differ: the run resumes under the new ones.
+  The mesh and XLA options (PLACEMENT_KEYS) and the time budget (BUDGET_KEYS) may differ: the
+  run resumes under the new ones.
   A larger `train.num_steps` alone extends the run where nothing before the old end depends
   on it (`_extension_problem`); a constant-LR run may continue as a warmup_stable_decay run
   from a checkpoint before the decay start (`_decay_problem`); keys added since the run was
@@ -283,7 +286,9 @@ def _checkpoint_steps(workdir: str) -> list[int]:
 
 
 def _without_placement(config: dict) -> dict:
-  return {k: v for k, v in config.items() if k not in PLACEMENT_KEYS}
+  out = {k: v for k, v in config.items() if k not in PLACEMENT_KEYS}
+  out["train"] = {k: v for k, v in out["train"].items() if k not in BUDGET_KEYS}
+  return out
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str:
@@ -330,10 +335,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   clock = _TrainClock(meta.get("train_seconds", 0.0), run)
   final_eval: dict[str, float] = {}
   ahead = steps_ahead(exp.mesh)
+  out_of_time = distributed.primary_decides(_out_of_time(t, clock))  # a resumed run may be
   try:
     if run is not None and step == 0:  # a criterion may fire before any update (fixed_step 0)
       state = _observe_shift(exp, run, clock, state, 0, {})
-    while step < t.num_steps:
+    while step < t.num_steps and not out_of_time:
       if run is not None:
         loops, stage = run.loops, run.stage
       else:
@@ -357,6 +363,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
           signals = {shift_criteria.TRAIN_LOSS: scalars["loss"],
                      shift_criteria.GRAD_NORM: scalars["grad_norm"]}
         writer.write(step, scalars | extra)
+        out_of_time = distributed.primary_decides(_out_of_time(t, clock))
+        last = last or out_of_time  # the time budget ends the run as num_steps would
       if step % config.eval.every == 0 or last:
         clock.split(state)
         final_eval = exp.evaluate(state["params"])
@@ -389,13 +397,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   summary = final_eval | {"params": models.count_params(exp.params),
                           "mesh": {name: int(size) for name, size in exp.mesh.shape.items()},
                           "wall_seconds": time.perf_counter() - started,
-                          "train_seconds": clock.seconds}
+                          "train_seconds": clock.seconds, "steps": step,
+                          "stopped_by": "max_train_seconds" if out_of_time else "num_steps"}
   if run is not None:
     summary |= run.end_metrics()
   if primary:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2, sort_keys=True)
   return final_eval
+
+
+def _out_of_time(t: ml_collections.ConfigDict, clock: _TrainClock) -> bool:
+  return 0 < t.max_train_seconds <= clock.seconds
 
 
 class _TrainClock:
