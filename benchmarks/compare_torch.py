@@ -1,7 +1,8 @@
 """looped_jax vs the PyTorch baseline: one process pair, steps alternating A B A B.
 
   flock /work/cpu.lock python benchmarks/compare_torch.py [model flags] [--steps 10]
-      [--save NAME] [-- JAX-only flags, e.g. --remat full]
+      [--save NAME] [--torch_device cuda] [--torch_matmul_precision high]
+      [-- JAX-only flags, e.g. --remat full]
 
 Starts benchmarks/step_throughput.py (A, JAX) and benchmarks/torch_step.py (B, PyTorch) as two
 worker processes with the same model flags and --serve; once both have compiled and warmed up,
@@ -60,11 +61,16 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   add_model_flags(parser)
   parser.add_argument("--save", default="")
+  parser.add_argument("--torch_device", default="cpu", help="torch_step.py --device")
+  parser.add_argument("--torch_matmul_precision", default="highest",
+                      help="torch_step.py --matmul_precision (high = TF32, as XLA on a GPU)")
   args, jax_extra = parser.parse_known_args()
   jax_extra = [f for f in jax_extra if f != "--"]
   flags = [f"--{k}={getattr(args, k)}" for k in MODEL_FLAGS]
+  torch_flags = [f"--device={args.torch_device}",
+                 f"--matmul_precision={args.torch_matmul_precision}"]
   workers = {"jax": Worker("step_throughput.py", flags + jax_extra),
-             "torch": Worker("torch_step.py", flags)}
+             "torch": Worker("torch_step.py", flags + torch_flags)}
   for w in workers.values():  # both compiled and warmed up before any timed step
     assert w.read()["ready"]
   for i in range(args.steps):
@@ -87,6 +93,9 @@ def main():
       "ratio_torch_over_jax_cpu_time": torch_r["median_cpu_s"] / jax_r["median_cpu_s"],
       "versions": {"jax": jax_r["jax"], "torch": torch_r["torch"],
                    "torch_threads": torch_r["threads"]},
+      "devices": {"jax": jax_r["device"], "torch": torch_r["device"]},
+      "torch_matmul_precision": torch_r["matmul_precision"],
+      "jax_default_matmul_precision": os.environ.get("JAX_DEFAULT_MATMUL_PRECISION", ""),
       "load_average": os.getloadavg(),
       "runs": final,
   }

@@ -3,7 +3,7 @@
   python benchmarks/step_throughput.py [--model=looped|standard] [--layers 1] [--loops 20]
       [--window 10] [--d_model 256] [--heads 8] [--batch 64] [--points 41] [--dims 20]
       [--warmup 2] [--steps 10] [--remat none] [--unroll U] [--xla_options auto] [--peak]
-      [--memory] [--serve] [--save NAME]
+      [--peak_sizes 2048,3072] [--dtype float32] [--memory] [--serve] [--save NAME]
 
 The model is built from configs/yang_linear_regression.py (looped: one GPT-2 block applied
 --loops times with input injection, position embedding and ln_f inside every loop, loss on the
@@ -15,7 +15,7 @@ reference configuration of issue 7: d=256, 8 heads, 1 layer x 20 loops, window 1
 
 Prints one JSON line: median seconds per step after --warmup steps, steps/s, model GFLOP per
 step (looped_jax.models.flops: matmuls only, forward of all loops + backward of the window)
-and achieved GFLOP/s. --peak also times a large jitted float32 matmul (this device's matmul
+and achieved GFLOP/s. --peak also times a large jitted matmul in --dtype (this device's matmul
 peak under JAX) and reports the fraction achieved; --memory adds the compiled memory analysis
 of the step at 8 and 64 loops (--steps 0 skips the timing). --serve times one step per
 `step` line on stdin instead (compare_torch.py's worker mode). --save NAME writes
@@ -154,12 +154,12 @@ def summary(times: list[float], cpu_times: list[float], gflop: float) -> dict:
           "times_s": [round(t, 4) for t in times]}
 
 
-def matmul_peak(sizes=(2048, 3072), repeats: int = 5) -> dict:
-  """Best median GFLOP/s of a jitted float32 n x n matmul."""
+def matmul_peak(sizes=(2048, 3072), repeats: int = 5, dtype: str = "float32") -> dict:
+  """Best median GFLOP/s of a jitted n x n matmul in `dtype` (random data, not zeros)."""
   best = {}
   for n in sizes:
-    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
+    a = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(2), (n, n), dtype)
     f = jax.jit(jnp.matmul)
     f(a, b).block_until_ready()
     times = []
@@ -168,7 +168,7 @@ def matmul_peak(sizes=(2048, 3072), repeats: int = 5) -> dict:
       f(a, b).block_until_ready()
       times.append(time.perf_counter() - start)
     best[n] = 2 * n**3 / statistics.median(times) / 1e9
-  return {"matmul_peak_gflop_per_s": max(best.values()),
+  return {"matmul_peak_gflop_per_s": max(best.values()), "matmul_peak_dtype": dtype,
           "matmul_gflop_per_s_by_size": {str(n): round(g, 2) for n, g in best.items()}}
 
 
@@ -204,7 +204,10 @@ def main():
                       help="model.unroll (-1: the config's value)")
   parser.add_argument("--xla_options", default="auto",
                       help="config xla_options: auto | '' (XLA defaults) | FLAG=VALUE;...")
-  parser.add_argument("--peak", action="store_true", help="also time the float32 matmul peak")
+  parser.add_argument("--peak", action="store_true",
+                      help="also time the matmul peak in --dtype (n x n, n in --peak_sizes)")
+  parser.add_argument("--peak_sizes", default="2048,3072",
+                      help="matmul sizes of --peak (a GPU needs larger: 4096,8192)")
   parser.add_argument("--memory", action="store_true", help="also report peak memory 8 vs 64")
   parser.add_argument("--save", default="", help="write benchmarks/results/SAVE.json")
   args = parser.parse_args()
@@ -221,7 +224,7 @@ def main():
     result |= summary(timing["times"], timing["cpu_times"], gflop)
     result |= {"compile_s": timing["compile_s"], "final_loss": timing["loss"]}
   if args.peak:
-    result |= matmul_peak()
+    result |= matmul_peak(tuple(int(n) for n in args.peak_sizes.split(",")), dtype=args.dtype)
     if "gflop_per_s" in result:
       result["fraction_of_peak"] = result["gflop_per_s"] / result["matmul_peak_gflop_per_s"]
   if args.memory:

@@ -1,7 +1,8 @@
 """The PyTorch baseline of benchmarks/step_throughput.py: the same model and train step.
 
   pip install -e ".[torch]"   # torch==2.13.0 (CPU wheel)
-  python benchmarks/torch_step.py [same model flags as step_throughput.py]
+  python benchmarks/torch_step.py [same model flags as step_throughput.py] [--device cuda]
+      [--matmul_precision high]
 
 Mirrors Leiay/looped_transformer's TransformerModelLooped (Yang et al.): read-in Linear(d, D);
 a HuggingFace-style GPT-2 model of --layers pre-LN blocks (fused c_attn QKV, causal attention,
@@ -115,15 +116,21 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   add_model_flags(parser)
   parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+  parser.add_argument("--device", default="cpu", help="torch device: cpu | cuda")
+  parser.add_argument("--matmul_precision", default="highest", choices=("highest", "high"),
+                      help="torch.set_float32_matmul_precision: highest = float32, high = TF32 "
+                           "(what XLA uses for float32 matmuls on NVIDIA GPUs by default)")
   args = parser.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
+  torch.set_float32_matmul_precision(args.matmul_precision)
+  device = torch.device(args.device)
   s = shape(args)
   torch.manual_seed(0)
-  model = LoopedModel(args.dims, args.d_model, args.heads, args.layers, 2 * args.points)
+  model = LoopedModel(args.dims, args.d_model, args.heads, args.layers, 2 * args.points).to(device)
   opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-  xs = torch.randn(args.batch, args.points, args.dims)
-  ys = torch.einsum("bkd,bd->bk", xs, torch.randn(args.batch, args.dims))  # y = w.x
+  xs = torch.randn(args.batch, args.points, args.dims, device=device)
+  ys = torch.einsum("bkd,bd->bk", xs, torch.randn(args.batch, args.dims, device=device))  # y = w.x
   inputs = interleave(xs, ys)
   inject = args.model == "looped"
 
@@ -135,7 +142,7 @@ def main():
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    last["loss"] = loss.item()  # also waits for the step
+    last["loss"] = loss.item()  # also waits for the step (on a GPU too)
 
   timing = run_steps(step, args)
 
@@ -145,7 +152,10 @@ def main():
   gflop = flops.train_step(spec, args.batch, 2 * args.points, s["loops"],
                            s["window"] if inject else 0, "window" if inject else "last") / 1e9
   print(json.dumps({"framework": "torch", "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "device": "cpu", **s,
+                    "threads": torch.get_num_threads(),
+                    "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                               else "cpu"),
+                    "matmul_precision": args.matmul_precision, **s,
                     "gflop_per_step": gflop, **summary(timing["times"], timing["cpu_times"], gflop),
                     "final_loss": last["loss"]}), flush=True)
 
