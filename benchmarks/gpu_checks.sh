@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of issues 3 and 7 as one command, sized for a 10-minute lease of one GPU.
 #
-#   OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh          # on a GPU host (about 9 min)
+#   OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh          # on a GPU host (about 11 min)
 #   QUICK=1 OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh  # tiny shapes: a rehearsal on a CPU
+#                                                             # (results saved as rehearsal_gpu_*)
 #   PART=bench ... ; PART=train STEP_S=0.005 ...            # the two halves as separate calls
 #
 # 1. Issue 7: JAX vs PyTorch (benchmarks/compare_torch.py, one process pair, steps A B A B) at
@@ -57,35 +58,36 @@ timeout 120 "$PY" benchmarks/step_throughput.py --loops 2 --window 1 --d_model 3
 if [ "$QUICK" = 1 ]; then
   SHAPE_256="--d_model 32 --heads 2 --loops 4 --window 2 --batch 8 --points 5 --dims 3"
   SHAPE_1024="--d_model 64 --heads 2 --loops 4 --window 2 --batch 8 --points 5 --dims 3"
-  PEAK="--peak_sizes 256,512"; TORCH_DEVICE=cpu; STEPS=4
+  PEAK="--peak_sizes 256,512"; TORCH_DEVICE=cpu; STEPS=4; SAVE=rehearsal_gpu
 else
   SHAPE_256=""; SHAPE_1024="--d_model 1024 --heads 16"
-  PEAK="--peak_sizes 4096,8192"; TORCH_DEVICE=cuda; STEPS=30
+  PEAK="--peak_sizes 4096,8192"; TORCH_DEVICE=cuda; STEPS=30; SAVE=gpu
 fi
+export SAVE
 
 PART=${PART:-all}
 if [ "$PART" = bench ] || [ "$PART" = all ]; then
 section "issue 7: JAX vs PyTorch, d=256 (reference shape)"
 timeout 150 "$PY" benchmarks/compare_torch.py $SHAPE_256 --steps $STEPS --warmup 3 \
-  --torch_device $TORCH_DEVICE --torch_matmul_precision high --save gpu_compare_torch_d256
+  --torch_device $TORCH_DEVICE --torch_matmul_precision high --save ${SAVE}_compare_torch_d256
 
 section "issue 7: JAX vs PyTorch, d=1024"
 timeout 150 "$PY" benchmarks/compare_torch.py $SHAPE_1024 --steps $STEPS --warmup 3 \
-  --torch_device $TORCH_DEVICE --torch_matmul_precision high --save gpu_compare_torch_d1024
+  --torch_device $TORCH_DEVICE --torch_matmul_precision high --save ${SAVE}_compare_torch_d1024
 
 section "issue 7: d=1024 in bfloat16 compute, with the bfloat16 matmul peak"
 timeout 100 "$PY" benchmarks/step_throughput.py $SHAPE_1024 --steps $STEPS --warmup 3 \
-  --dtype bfloat16 --peak $PEAK --save gpu_step_d1024_bf16
+  --dtype bfloat16 --peak $PEAK --save ${SAVE}_step_d1024_bf16
 
 section "issue 7: float32 (TF32) matmul peak"
-timeout 60 "$PY" benchmarks/step_throughput.py --steps 0 --peak $PEAK --save gpu_matmul_peak_f32
+timeout 60 "$PY" benchmarks/step_throughput.py --steps 0 --peak $PEAK --save ${SAVE}_matmul_peak_f32
 
-tar -cf "$OUT/bench_results.tar" benchmarks/results/gpu_*.json 2>/dev/null
+tar -cf "$OUT/bench_results.tar" benchmarks/results/${SAVE}_*.json 2>/dev/null
 fi
 [ "$PART" = bench ] && { section "done"; exit 0; }
 
 section "issue 3: Yang linear regression at the paper's sizes, looped and 12 layers side by side"
-WORK=runs/yang_gpu
+WORK=runs/yang_gpu; [ "$QUICK" = 1 ] && WORK=runs/yang_gpu_rehearsal
 # Budget: what is left, less the start and final eval of training and the --mode=eval after
 # (the train clock counts compiles).
 TRAIN_S=$(( $(left) - 130 ))
@@ -96,11 +98,12 @@ fi
 # Steps the budget buys, from the d=256 JAX step above (window 15 here, two processes sharing
 # the GPU: x3), so that the dims (5 -> 20) and points (11 -> 41) curricula end at 3/4 of it.
 INTERVAL=$("$PY" - "$TRAIN_S" "$QUICK" "${STEP_S:-0}" <<'EOF'
-import json, sys
+import json, os, sys
 seconds, quick, step_s = float(sys.argv[1]), sys.argv[2] == "1", float(sys.argv[3])
 if not step_s:  # from this call's benchmark, else a guess
   try:
-    step_s = json.load(open("benchmarks/results/gpu_compare_torch_d256.json"))["jax_median_s"]
+    path = f"benchmarks/results/{os.environ['SAVE']}_compare_torch_d256.json"
+    step_s = json.load(open(path))["jax_median_s"]
   except (OSError, KeyError):
     step_s = 0.01
 steps = seconds / (3 * step_s)
