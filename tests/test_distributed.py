@@ -5,6 +5,7 @@ Each subprocess simulates one CPU device (its own XLA_FLAGS, not the pytest proc
 """
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -47,11 +48,11 @@ def _process(i: int, n: int, port: int, workdir: str, *args: str, log=None) -> s
       stderr=subprocess.PIPE)
 
 
-def _launch_two(workdir: str) -> subprocess.CompletedProcess:
-  """The shortened quickstart on 2 processes through the launch script."""
+def _launch_two(workdir: str, *extra: str) -> subprocess.CompletedProcess:
+  """The shortened quickstart on 2 processes through the launch script (later flags win)."""
   done = subprocess.run(
       ["bash", os.path.join(REPO, "launch", "local_multiprocess.sh"), "2",
-       f"--config={QUICKSTART}", f"--workdir={workdir}", *_overrides(SHORT)],
+       f"--config={QUICKSTART}", f"--workdir={workdir}", *_overrides(SHORT), *extra],
       cwd=REPO, env=_env() | {"PYTHON": sys.executable}, capture_output=True, text=True,
       timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -90,6 +91,19 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   done = _launch_two(multi)
   assert done.stdout.count("resumed from the checkpoint at step 2") == 2
   assert {v: metric_records(os.path.join(multi, v)) for v in before} == before
+
+
+@pytest.mark.slow
+def test_two_processes_agree_to_stop_at_the_time_budget(tmp_path):
+  """The budget check is a collective (process 0's clock decides): both processes stop at the
+  first log step, finish the run's eval and checkpoint, and exit 0."""
+  done = _launch_two(str(tmp_path), "--config.train.num_steps=40",
+                     "--config.train.max_train_seconds=1e-6")
+  assert "[0] [looped] step 2/40" in done.stdout and "step 4/40" not in done.stdout
+  for variant in ("single", "looped"):
+    summary = json.loads((tmp_path / variant / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["stopped_by"] == "max_train_seconds"
+    assert sorted(os.listdir(tmp_path / variant / "checkpoints")) == ["2"]
 
 
 @pytest.mark.slow

@@ -335,7 +335,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   clock = _TrainClock(meta.get("train_seconds", 0.0), run)
   final_eval: dict[str, float] = {}
   ahead = steps_ahead(exp.mesh)
-  out_of_time = distributed.primary_decides(_out_of_time(t, clock))  # a resumed run may be
+  out_of_time = _out_of_time(t, clock)  # a resumed run may have spent its budget already
   try:
     if run is not None and step == 0:  # a criterion may fire before any update (fixed_step 0)
       state = _observe_shift(exp, run, clock, state, 0, {})
@@ -363,7 +363,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
           signals = {shift_criteria.TRAIN_LOSS: scalars["loss"],
                      shift_criteria.GRAD_NORM: scalars["grad_norm"]}
         writer.write(step, scalars | extra)
-        out_of_time = distributed.primary_decides(_out_of_time(t, clock))
+        out_of_time = _out_of_time(t, clock)
         last = last or out_of_time  # the time budget ends the run as num_steps would
       if step % config.eval.every == 0 or last:
         clock.split(state)
@@ -408,7 +408,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
 
 
 def _out_of_time(t: ml_collections.ConfigDict, clock: _TrainClock) -> bool:
-  return 0 < t.max_train_seconds <= clock.seconds
+  """Whether the time budget is spent, by process 0's clock (a collective with several)."""
+  if not t.max_train_seconds:
+    return False
+  return distributed.primary_decides(t.max_train_seconds <= clock.seconds)
 
 
 class _TrainClock:
