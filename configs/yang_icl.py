@@ -32,8 +32,9 @@ b = 10, T = 5, Adam 1e-3, **batch 256**, 3000 steps. The batch is what matters a
 at batch 64 neither the looped nor the 6-layer model left the zero predictor in 3-6k steps
 (lr 1e-3 and 3e-3); at 256 the looped model did within 500 steps (docs/reproductions.md).
 Check: the CPU settings (d = 10, b = 20, T = 10) at batch 256 and Adam 1e-3, dims and points
-curricula over 500 steps, 1200 steps (what fits in 30 min on 2 cores), and an 8-layer standard
-model, so that the looped one has at most 1/6 of its parameters (53.6k vs 403k).
+curricula over 500 steps, 1200 steps (what fits in 30 min on 2 cores; a time budget of 1800 s,
+`train.max_train_seconds`, ends a slower run at the first log step past it), and an 8-layer
+standard model, so that the looped one has at most 1/6 of its parameters (53.6k vs 403k).
 
 `--mode=eval` writes the ICL report of each variant (analysis/icl_report.py): error vs k at b
 loops with the task's baselines on the eval settings, error vs loops 1 .. 10b (500 at full
@@ -173,6 +174,9 @@ def get_config(arg: str = "linear_regression"):
     # dims and points curricula over 500 steps, as many steps as fit in 30 min on 2 cores.
     t.batch_size, t.learning_rate, t.num_steps = 256, 1e-3, 1200
     t.log_every, t.checkpoint_every, c.eval.every = 100, 400, 1200
+    # and never past the 30 minutes (compiles counted): a slower machine stops at the
+    # first log step after 1800 s of training, with fewer steps (summary.json says so)
+    t.max_train_seconds = 1800.0
   variants = {
       "looped": {},
       "standard": {"model": {"num_layers": _standard_layers(size), "num_loops": 1,

@@ -46,6 +46,7 @@ def test_every_task_builds_its_variants(task, size):
     assert t.n_dims == 10 and t.active_dims(500) == 10
     assert t.active_dims(499) < 10 or not t.uses_dims_curriculum  # trees: no dims curriculum
     assert looped.train.batch_size == 256 and looped.train.num_steps == 1200
+    assert all(r.train.max_train_seconds == 1800 for r in runs.values())  # the 30 min
     assert runs["standard"].model.num_layers == 8  # looped <= 1/6 of its parameters
   elif size:
     assert (looped.model.num_loops, looped.train.grad_loops) == PAPER_BT[task]
