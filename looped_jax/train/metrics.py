@@ -60,14 +60,21 @@ class Progress:
     self.stream = stream or sys.stdout
     self._last_step, self._last_time = start, time.perf_counter()
 
-  def update(self, step: int, scalars: dict[str, float]) -> float:
-    """Prints one line; returns the steps/s since the previous call."""
+  def update(self, step: int, scalars: dict[str, float], seconds_left: float = math.inf) -> float:
+    """Prints one line; returns the steps/s since the previous call. The ETA is the earlier of
+    the last step and the end of a time budget with `seconds_left`."""
     now = time.perf_counter()
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
-    eta = (self.total - step) / rate if rate > 0 else math.inf
+    eta = min((self.total - step) / rate if rate > 0 else math.inf, max(seconds_left, 0.0))
     shown = " | ".join(f"{k} {v:.4f}" for k, v in scalars.items())
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    eta_text = _hours_minutes_seconds(eta) if math.isfinite(eta) else "?"
     print(f"{self.prefix}step {step}/{self.total} | {shown} | {rate:.1f} steps/s | ETA {eta_text}",
           file=self.stream, flush=True)
     return rate
+
+
+def _hours_minutes_seconds(seconds: float) -> str:
+  """H:MM:SS with as many hours as it takes (time.strftime would wrap at 24 h)."""
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"

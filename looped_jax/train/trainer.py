@@ -356,7 +356,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         scalars = _mean_metrics(pending, step)
         pending = []
         clock.split(state)
-        rate = progress.update(step, scalars)
+        rate = progress.update(step, scalars, (t.max_train_seconds - clock.seconds
+                                               if t.max_train_seconds else math.inf))
         extra = {"loops": loops, "perf/steps_per_sec": rate, "perf/train_seconds": clock.seconds}
         if run is not None:
           extra["shift/stage"] = stage
