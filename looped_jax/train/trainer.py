@@ -399,7 +399,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
                           "mesh": {name: int(size) for name, size in exp.mesh.shape.items()},
                           "wall_seconds": time.perf_counter() - started,
                           "train_seconds": clock.seconds, "steps": step,
-                          "stopped_by": "max_train_seconds" if out_of_time else "num_steps"}
+                          "stopped_by": "num_steps" if step >= t.num_steps else "max_train_seconds"}
   if run is not None:
     summary |= run.end_metrics()
   if primary:
