@@ -50,8 +50,8 @@ Time and numbers measured on the shared, loaded 2-core CPU (docs/reproductions.m
 al."): linear_regression, 500 steps: looped 534 s, standard 524 s; normalised error at k = 2d
 = 20 of both 1.05 = the zero predictor's (nothing learned at this budget; not the paper's
 result); looped_no_inject and sparse_linear_regression:looped trained only 100 steps (also at
-the zero predictor). `--mode=eval`: 249 s for the three LR variants. The other three tasks and
-every `:full` run: not measured. Paper (d = 20, §2.6, 500k steps): looped LR 0.52 / 0.06 / 0.024
+the zero predictor). `--mode=eval`: 249 s for the three LR variants. The other three tasks:
+not measured. Paper (d = 20, §2.6, 500k steps): looped LR 0.52 / 0.06 / 0.024
 at k = 10 / 19 / 20; sparse looped 0.021 at k = 10. Reaching them on a CPU needs far more than
 500 steps (PAPERS.md §2.7 suggests ~5k at d = 5).
 
@@ -67,6 +67,13 @@ of training, standard 32 min (partly beside other jobs), no injection 16 min; `-
 sparse_linear_regression:check:looped 0.645 at k = 20 and above least squares at small k (26
 min). Not the issue's < 0.05: the looped model is still learning when the 30 minutes end; the
 looped run resumed to 1800 steps (about 42 min) reaches 0.047 (0.075 at 200 loops).
+
+`linear_regression:full` (session 10, one NVIDIA H200; docs/reproductions.md, "Session 10: the
+paper-sized run"; command: `PART=train ... bash benchmarks/gpu_checks.sh`, which compresses
+the curricula and uses Adam 3e-4 to fit a lease): 414 s of training each, looped and 12
+layers side by side, 22.5k / 21k steps: normalised error at k = 2d = 20 looped 0.957, 12
+layers 0.906 (both still near the zero predictor; the paper's 500k steps would take about
+2.6 h per model at the 54 steps/s of that run).
 """
 
 from looped_jax import tasks
