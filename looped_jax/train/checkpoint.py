@@ -17,10 +17,11 @@ from looped_jax.errors import ConfigError
 
 
 class Checkpointer:
-  def __init__(self, directory: str, *, keep: int = 2, async_save: bool = True):
+  def __init__(self, directory: str, *, keep: int = 2, async_save: bool = True,
+               create: bool = True):
     self.manager = ocp.CheckpointManager(
         os.path.abspath(directory),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
                                              enable_async_checkpointing=async_save))
 
   def latest_step(self) -> int | None:

@@ -7,10 +7,11 @@ import os
 import ml_collections
 
 from looped_jax import config as config_lib
-from looped_jax import distributed
+from looped_jax import distributed, errors
 from looped_jax.analysis import icl_report, report
 from looped_jax.errors import ConfigError
 from looped_jax.train import sharding, trainer
+from looped_jax.train import workdir as workdir_lib
 
 
 def expand(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
@@ -27,6 +28,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
         overwrite: bool = False) -> dict[str, dict[str, float]]:
   """Trains, evaluates (eval.json) or takes the Hessian spectrum (hessian.json) of every
   variant in workdir/<name>; returns name -> final metrics or spectrum."""
+  errors.check_choice("--mode", mode, config_lib.MODES)
+  workdir_lib.check_usable(workdir)
   runs = expand(config)
   host_devices = {cfg.mesh.host_devices for cfg in runs.values()}
   if len(host_devices) > 1:
@@ -35,6 +38,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
   sharding.use_host_devices(host_devices.pop())
   for cfg in runs.values():  # all variants valid before any workdir is touched
     trainer.Experiment.build(cfg)
+  if mode in ("eval", "hessian"):  # and every variant trained, before any result is written
+    for name in runs:
+      workdir_lib.check_has_run(os.path.join(workdir, name) if name else workdir, mode)
   results = {}
   for name, cfg in runs.items():
     path = os.path.join(workdir, name) if name else workdir
@@ -42,12 +48,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
       results[name] = trainer.train(cfg, path, overwrite=overwrite, prefix=f"[{name}] " if name else "")
     elif mode == "eval":
       results[name] = trainer.evaluate(cfg, path)
-    elif mode == "hessian":
+    else:
       results[name] = trainer.hessian(cfg, path)
       if distributed.is_primary():
         print(f"{name or 'run'}: {_spectrum_line(results[name])}", flush=True)
-    else:
-      raise ConfigError(f"mode={mode!r} must be one of {config_lib.MODES}.")
   dirs = {n: os.path.join(workdir, n) for n in runs} if len(runs) > 1 else {"": workdir}
   if not distributed.is_primary():  # plots and messages: process 0 only
     return results

@@ -38,8 +38,9 @@ from looped_jax.train import compiler
 from looped_jax.train import metrics as metrics_lib
 from looped_jax.train import optim, sharding, shift, shift_criteria, shift_run, shift_signals
 from looped_jax.train import step as step_lib
+from looped_jax.train import workdir as workdir_lib
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = workdir_lib.CONFIG_FILE
 # Config keys that say where and how a run executes, not what it computes: a run may resume
 # under another mesh (orbax reshards the checkpoint) or other XLA options.
 PLACEMENT_KEYS = ("mesh", "xla_options")
@@ -178,6 +179,9 @@ class Experiment:
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
   """Refuses a workdir that holds a run of another config, unless `overwrite`.
 
+  `overwrite` deletes only a run this project wrote (workdir.check_replaceable); a workdir
+  that is a file, cannot be written or holds a damaged config.json is refused.
+
   The mesh and XLA options (PLACEMENT_KEYS) and the time budget (BUDGET_KEYS) may differ: the
   run resumes under the new ones.
   A larger `train.num_steps` alone extends the run where nothing before the old end depends
@@ -186,12 +190,12 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
   saved count only away from their defaults (`_with_added_keys`). Every process checks;
   process 0 writes, between barriers, so none reads a half-replaced workdir.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
+  workdir_lib.check_usable(workdir)
   text = config_lib.to_json(config)
-  replace = overwrite and os.path.isdir(workdir)
-  if os.path.exists(path):
-    with open(path) as f:
-      old = _without_placement(json.load(f))
+  saved = workdir_lib.saved_config(workdir)
+  replace = False
+  if saved is not None:
+    old = _without_placement(saved)
     new = _without_placement(json.loads(text))
     old = _with_added_keys(old, new, json.loads(config_lib.to_json(config_lib.base_config())))
     extends = old != new and _equal_except(old, new, ("num_steps",))
@@ -205,13 +209,16 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
         raise ConfigError(f"workdir {workdir} holds a run of {reason}; use another --workdir "
                           "or pass --overwrite to replace it.")
     replace = old != new and overwrite
+  elif overwrite and os.path.isdir(workdir) and os.listdir(workdir):
+    replace = True  # e.g. the variant folders of another config
+  if replace:
+    workdir_lib.check_replaceable(workdir)
   distributed.barrier("prepare_workdir:checked")
   if distributed.is_primary():
     if replace:
-      shutil.rmtree(workdir)
+      workdir_lib.remove_run(workdir)
     os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
-      f.write(text)
+    workdir_lib.write_atomically(os.path.join(workdir, CONFIG_FILE), text)
   distributed.barrier("prepare_workdir:written")
 
 
@@ -403,8 +410,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   if run is not None:
     summary |= run.end_metrics()
   if primary:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
+    workdir_lib.write_atomically(os.path.join(workdir, "summary.json"),
+                                 json.dumps(summary, indent=2, sort_keys=True))
   return final_eval
 
 
@@ -493,7 +500,7 @@ def _mean_metrics(pending: list[dict], step: int) -> dict[str, float]:
 
 
 def _restore_latest(exp: Experiment, workdir: str) -> tuple[int, dict]:
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
   latest = ckpt.latest_step()
   if latest is None:
     ckpt.close()

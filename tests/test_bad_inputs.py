@@ -1,0 +1,136 @@
+"""Bad inputs and faults, one table row each: a one-sentence ConfigError, nothing changed.
+
+Rows run in-process (experiment.run, the trainer's and the CLI's functions); only the exit
+path itself (status, one stderr line) runs the command line in a subprocess. Each row
+builds its own small workdir from tests/tiny_config.py, so most take well under a second.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Callable
+
+import pytest
+
+from helpers import tiny_config
+from looped_jax import config as config_lib
+from looped_jax.errors import ConfigError
+from looped_jax.train import experiment
+
+
+def snapshot(root) -> dict[str, bytes | None]:
+  """Every path under `root` with the bytes of each file (None for folders)."""
+  out = {}
+  for folder, dirs, files in os.walk(root):
+    for d in dirs:
+      out[os.path.relpath(os.path.join(folder, d), root)] = None
+    for f in files:
+      path = os.path.join(folder, f)
+      with open(path, "rb") as h:
+        out[os.path.relpath(path, root)] = h.read()
+  return out
+
+
+def fake_run(path, config=None, **extra_files) -> str:
+  """A folder as the trainer leaves it (config.json, metrics.jsonl, a checkpoint folder),
+  without training: enough for every check made before a run starts."""
+  os.makedirs(os.path.join(path, "checkpoints", "20"), exist_ok=True)
+  with open(os.path.join(path, "config.json"), "w") as f:
+    f.write(config_lib.to_json(config or tiny_config()))
+  with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+    f.write(json.dumps({"step": 10, "loss": 1.0}) + "\n")
+  for name, text in extra_files.items():
+    with open(os.path.join(path, name), "w") as f:
+      f.write(text)
+  return str(path)
+
+
+def with_variants(**variants):
+  config = tiny_config()
+  config.variants = variants
+  return config
+
+
+@dataclasses.dataclass
+class Row:
+  """experiment.run(config, workdir, mode, overwrite) on what `prepare` leaves in tmp_path."""
+
+  prepare: Callable  # tmp_path -> workdir
+  named: str  # a fragment of the one-line message
+  config: Callable = tiny_config
+  mode: str = "train"
+  overwrite: bool = False
+
+
+def _write(path, text):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text)
+  return path
+
+
+WORKDIR_ROWS = {
+    "overwrite on a folder of someone's files": Row(
+        lambda t: os.path.dirname(_write(str(t / "w" / "notes.txt"), "mine")),
+        "notes.txt was not written by looped_jax", overwrite=True),
+    "overwrite on a run with a foreign file in it": Row(
+        lambda t: fake_run(t / "w", tiny_config(model={"d_model": 32}), **{"notes.txt": "x"}),
+        "notes.txt was not written by looped_jax", overwrite=True),
+    "overwrite on variant folders with a foreign file": Row(
+        lambda t: (fake_run(t / "w" / "a"), _write(str(t / "w" / "data.csv"), "1"))[0] and str(t / "w"),
+        "data.csv was not written by looped_jax", overwrite=True),
+    "overwrite on a variant folder holding a foreign file": Row(
+        lambda t: (fake_run(t / "w" / "a", **{"mine.py": ""}), str(t / "w"))[1],
+        "mine.py was not written", overwrite=True),
+    "workdir is a file": Row(lambda t: _write(str(t / "w"), "x"), "is a file, not a folder"),
+    "workdir inside a file": Row(lambda t: os.path.join(_write(str(t / "f"), "x"), "w"),
+                                 "is a file; give a path whose parents are folders"),
+    "workdir not writable": Row(lambda t: "/proc/looped_jax_run", "is not writable"),
+    "eval on an empty folder": Row(lambda t: (os.makedirs(t / "w"), str(t / "w"))[1],
+                                   "holds no checkpoint", mode="eval"),
+    "eval on a missing folder": Row(lambda t: str(t / "nope"), "holds no checkpoint", mode="eval"),
+    "hessian on a missing folder": Row(lambda t: str(t / "nope"), "holds no checkpoint",
+                                       mode="hessian"),
+    "eval on variants, one untrained": Row(
+        lambda t: (fake_run(t / "w" / "a"), str(t / "w"))[1], "w/b holds no checkpoint",
+        config=lambda: with_variants(a={"model": {"num_loops": 2}}, b={"model": {"num_loops": 3}}),
+        mode="eval"),
+    "unknown mode": Row(lambda t: str(t / "w"), "--mode='tran' is not allowed", mode="tran"),
+    "config.json damaged": Row(lambda t: os.path.dirname(_write(str(t / "w" / "config.json"), '{"mod')),
+                               "config.json is unreadable or damaged"),
+    "config.json of another program": Row(
+        lambda t: os.path.dirname(_write(str(t / "w" / "config.json"), '{"lr": 1}')),
+        "is not a looped_jax config"),
+    "overwrite on config.json of another program": Row(
+        lambda t: os.path.dirname(_write(str(t / "w" / "config.json"), '[1, 2]')),
+        "is not a looped_jax config", overwrite=True),
+    "another config's run, no overwrite": Row(
+        lambda t: fake_run(t / "w", tiny_config(model={"d_model": 32})), "model.d_model"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WORKDIR_ROWS))
+def test_workdir_problem_is_one_sentence_and_changes_nothing(tmp_path, name):
+  row = WORKDIR_ROWS[name]
+  workdir = row.prepare(tmp_path)
+  before = snapshot(tmp_path)
+  with pytest.raises(ConfigError) as raised:
+    experiment.run(row.config(), workdir, row.mode, overwrite=row.overwrite)
+  message = str(raised.value)
+  assert row.named in message and "\n" not in message, message
+  assert snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_a_run_it_wrote_and_variant_folders_of_runs(tmp_path):
+  from looped_jax.train import trainer
+  config = tiny_config()
+  other = fake_run(tmp_path / "run", tiny_config(model={"d_model": 32}), **{"summary.json": "{}"})
+  trainer.prepare_workdir(other, config, overwrite=True)
+  assert sorted(os.listdir(other)) == ["config.json"]
+  variants = tmp_path / "variants"
+  fake_run(variants / "a"), fake_run(variants / "b"), _write(str(variants / "comparison.png"), "")
+  trainer.prepare_workdir(str(variants), config, overwrite=True)
+  assert sorted(os.listdir(variants)) == ["config.json"]
+  same = fake_run(tmp_path / "same", config)  # the same config resumes: nothing deleted
+  trainer.prepare_workdir(same, config, overwrite=True)
+  assert sorted(os.listdir(same)) == ["checkpoints", "config.json", "metrics.jsonl"]
