@@ -134,3 +134,40 @@ def test_overwrite_replaces_a_run_it_wrote_and_variant_folders_of_runs(tmp_path)
   same = fake_run(tmp_path / "same", config)  # the same config resumes: nothing deleted
   trainer.prepare_workdir(same, config, overwrite=True)
   assert sorted(os.listdir(same)) == ["checkpoints", "config.json", "metrics.jsonl"]
+
+
+GOOD = json.dumps({"step": 10, "loss": 1.0}) + "\n" + json.dumps({"step": 20, "loss": 0.5}) + "\n"
+TORN_ROWS = {  # file content -> records kept on resume at step 20
+    "half a record": (GOOD + '{"step": 30, "lo', 2),
+    "an empty record": (GOOD + "{", 2),
+    "a NUL-filled tail": (GOOD + "\0\0\0\0", 2),
+    "a record without its newline": (GOOD + json.dumps({"step": 20, "x": 1.0}), 3),
+}
+
+
+@pytest.mark.parametrize("file", ["metrics.jsonl", "spectra.jsonl"])
+@pytest.mark.parametrize("name", sorted(TORN_ROWS))
+def test_a_torn_last_line_is_dropped_with_one_warning_on_resume(tmp_path, capsys, name, file):
+  from looped_jax.analysis import landscape_tracking
+  from looped_jax.train import metrics
+  text, kept = TORN_ROWS[name]
+  path = tmp_path / file
+  path.write_text(text)
+  if file == "metrics.jsonl":
+    metrics.MetricWriter(str(tmp_path), resume_step=20).close()
+  else:
+    landscape_tracking.SpectraWriter(str(tmp_path), resume_step=20)
+  records = [json.loads(line) for line in path.read_text().splitlines()]
+  assert len(records) == kept and path.read_text().endswith("\n")
+  warnings = capsys.readouterr().err.strip().splitlines()
+  assert len(warnings) == (kept == 2) and all(w.startswith("warning: ") for w in warnings)
+
+
+@pytest.mark.parametrize("damage", ['{"step": 1', "not json", '{"loss": 1.0}', "[1, 2]"])
+def test_a_damaged_line_before_the_last_is_refused_and_kept(tmp_path, damage):
+  from looped_jax.train import metrics
+  path = tmp_path / "metrics.jsonl"
+  path.write_text(GOOD + damage + "\n" + GOOD)
+  with pytest.raises(ConfigError, match=r"line 3 of .*metrics.jsonl is not a JSON record"):
+    metrics.MetricWriter(str(tmp_path), resume_step=20)
+  assert path.read_text() == GOOD + damage + "\n" + GOOD

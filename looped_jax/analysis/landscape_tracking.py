@@ -32,7 +32,7 @@ from looped_jax.analysis import hessian as hessian_lib
 from looped_jax.analysis import landscape
 from looped_jax.errors import check
 from looped_jax.train import step as step_lib
-from looped_jax.train.metrics import read_jsonl
+from looped_jax.train.metrics import resume_jsonl
 
 SPECTRA_FILE = "spectra.jsonl"
 RESULT_FILE = "hessian.json"
@@ -110,10 +110,7 @@ class SpectraWriter:
 
   def __init__(self, workdir: str, resume_step: int = 0):
     self.path = os.path.join(workdir, SPECTRA_FILE)
-    kept = [r for r in read_jsonl(self.path) if r["step"] <= resume_step]
-    if kept or os.path.exists(self.path):
-      with open(self.path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in kept)
+    resume_jsonl(self.path, resume_step)
 
   def write(self, step: int, result: dict[str, Any]) -> None:
     record = {"step": int(step), "loops": result["loops"], "subset": result["subset"],
