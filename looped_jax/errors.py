@@ -9,6 +9,15 @@ class ConfigError(ValueError):
   """A config key, flag value, mesh shape, data or checkpoint problem a person must fix."""
 
 
+class RunStopped(RuntimeError):
+  """A run stopped for a reason outside its config (a failed save, a signal): the message
+  says what happened and how to go on; `status` is the exit status."""
+
+  def __init__(self, message: str, status: int = 1):
+    super().__init__(message)
+    self.status = status
+
+
 def check(condition: bool, message: str) -> None:
   """Raises ConfigError(message) unless `condition` holds."""
   if not condition:

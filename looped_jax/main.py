@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from looped_jax import distributed
-from looped_jax.errors import ConfigError
+from looped_jax.errors import ConfigError, RunStopped
+
+EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py[:ARG]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
@@ -56,6 +59,11 @@ def main(argv):
     experiment.run(_CONFIG.value, _WORKDIR.value, _MODE.value, overwrite=_OVERWRITE.value)
   except (ConfigError, trainer.TrainingDiverged) as e:
     _fail(str(e))
+  except RunStopped as e:
+    _stop(str(e), e.status)
+  except KeyboardInterrupt:  # outside the train loop, which saves and stops on its own
+    _fail("interrupted; nothing was lost: rerun the same command to start again or resume "
+          "from the last checkpoint.", EXIT_INTERRUPTED)
   except Exception as e:  # noqa: BLE001 - runtime errors of a dead peer have several types
     if not distributed.is_peer_failure(e):
       raise
@@ -83,6 +91,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
     else:
       what = f"an override names no key of the loaded config ({detail})"
     _fail(f"bad command-line flags: {what}.")
+
+
+def _stop(message: str, status: int) -> None:
+  """Ends a run that stopped midway: background writers (orbax, TensorBoard) may fail on
+  the same cause as the run, and their tracebacks and exit handlers would bury the line."""
+  threading.excepthook = lambda args: None
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(status)  # pylint: disable=protected-access
 
 
 def _fail(message: str, status: int = 2) -> None:

@@ -171,3 +171,148 @@ def test_a_damaged_line_before_the_last_is_refused_and_kept(tmp_path, damage):
   with pytest.raises(ConfigError, match=r"line 3 of .*metrics.jsonl is not a JSON record"):
     metrics.MetricWriter(str(tmp_path), resume_step=20)
   assert path.read_text() == GOOD + damage + "\n" + GOOD
+
+
+# Checkpoints: one 20-step run (checkpoints at 10 and 20) is copied and damaged per row.
+RUN_TRAIN = {"num_steps": 20, "log_every": 5, "checkpoint_every": 10}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  from looped_jax.train import trainer
+  path = str(tmp_path_factory.mktemp("trained") / "run")
+  trainer.train(tiny_config(train=RUN_TRAIN), path, quiet=True)
+  return path
+
+
+def _copy(trained, tmp_path) -> str:
+  import shutil
+  shutil.copytree(trained, tmp_path / "run")
+  return str(tmp_path / "run")
+
+
+def _files(step_dir, pattern):
+  import glob
+  return sorted(glob.glob(os.path.join(step_dir, pattern), recursive=True))
+
+
+def _truncate(path, size=None):
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2 if size is None else size)
+
+
+def _flip_byte(path):
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0x01
+  open(path, "wb").write(bytes(data))
+
+
+def _change_digest(step_dir):
+  """The bytes of one array changed and still readable: what only the digest can tell."""
+  path = os.path.join(step_dir, "meta", "metadata")
+  meta = json.load(open(path))
+  name = sorted(meta["digests"])[0]
+  meta["digests"][name] = f"{int(meta['digests'][name], 16) ^ 1:08x}"
+  json.dump(meta, open(path, "w"))
+
+
+DAMAGE_ROWS = {
+    "every data file truncated": lambda d: [_truncate(f, 10) for f in _files(d, "state/**/d/*")],
+    "the array data truncated": lambda d: _truncate(_files(d, "state/d/*")[0]),
+    "a bit flipped in the array data": lambda d: _flip_byte(_files(d, "state/d/*")[0]),
+    "array bytes that differ from their digest": _change_digest,
+    "meta cut short": lambda d: _truncate(os.path.join(d, "meta", "metadata")),
+    "meta emptied": lambda d: _truncate(os.path.join(d, "meta", "metadata"), 0),
+    "the state's tree metadata damaged": lambda d: _truncate(os.path.join(d, "state", "_METADATA")),
+    "the array data deleted": lambda d: os.remove(_files(d, "state/d/*")[0]),
+    "the state folder deleted": lambda d: __import__("shutil").rmtree(os.path.join(d, "state")),
+    "the meta folder deleted": lambda d: __import__("shutil").rmtree(os.path.join(d, "meta")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGE_ROWS))
+def test_a_damaged_latest_checkpoint_is_reported_once_and_the_one_before_restored(
+    trained, tmp_path, name):
+  from looped_jax.train import checkpoint, trainer
+  run = _copy(trained, tmp_path)
+  DAMAGE_ROWS[name](os.path.join(run, "checkpoints", "20"))
+  before = snapshot(tmp_path)
+  exp = trainer.Experiment.build(tiny_config(train=RUN_TRAIN))
+  ckpt = checkpoint.Checkpointer(os.path.join(run, "checkpoints"), create=False)
+  warnings = []
+  step, state, meta = ckpt.restore_newest_intact(exp.initial_state(), set_aside=False,
+                                                 warn=warnings.append)
+  ckpt.close()
+  assert (step, meta["step"], int(state["step"])) == (10, 10, 10)
+  assert len(warnings) == 1 and "step 20" in warnings[0] and "\n" not in warnings[0]
+  assert "--overwrite" not in warnings[0]
+  assert snapshot(tmp_path) == before
+
+
+def test_no_intact_checkpoint_is_one_line_that_advises_no_deletion(trained, tmp_path):
+  run = _copy(trained, tmp_path)
+  for step in (10, 20):
+    _truncate(_files(os.path.join(run, "checkpoints", str(step)), "state/d/*")[0])
+  before = snapshot(tmp_path)
+  with pytest.raises(ConfigError, match="no checkpoint in .* can be restored") as raised:
+    experiment.run(tiny_config(train=RUN_TRAIN), run)
+  assert "--overwrite" not in str(raised.value) and "\n" not in str(raised.value)
+  assert snapshot(tmp_path) == before
+
+
+def test_a_damaged_latest_checkpoint_and_a_torn_metrics_line_resume_exactly(
+    trained, tmp_path, capsys):
+  """Training resumes from step 10, sets the damaged step 20 aside, and ends with the
+  metrics of the uninterrupted run; eval uses the newest intact checkpoint too."""
+  from helpers import metric_records
+  run = _copy(trained, tmp_path)
+  _truncate(_files(os.path.join(run, "checkpoints", "20"), "state/d/*")[0])
+  with open(os.path.join(run, "metrics.jsonl"), "a") as f:
+    f.write('{"step": 20, "lo')
+  capsys.readouterr()
+  experiment.run(tiny_config(train=RUN_TRAIN), run)
+  warnings = capsys.readouterr().err.strip().splitlines()
+  assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings), warnings
+  assert metric_records(run) == metric_records(trained)
+  assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["10", "20", "damaged-20"]
+
+
+def test_eval_falls_back_to_the_newest_intact_checkpoint(trained, tmp_path):
+  run = _copy(trained, tmp_path)
+  _flip_byte(_files(os.path.join(run, "checkpoints", "20"), "state/d/*")[0])
+  experiment.run(tiny_config(train=RUN_TRAIN), run, "eval")
+  assert json.load(open(os.path.join(run, "eval.json")))["step"] == 10
+  assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["10", "20"]
+
+
+@pytest.mark.parametrize("when", ["during the save", "in the background"])
+def test_a_failed_save_stops_the_run_at_once_keeping_the_last_good_checkpoint(
+    tmp_path, monkeypatch, when):
+  import errno
+  import orbax.checkpoint as ocp
+  from helpers import metric_records
+  from looped_jax.errors import RunStopped
+  save, failed = ocp.CheckpointManager.save, []
+
+  def failing_save(manager, step, *args, **kwargs):
+    if step == 20 and when == "during the save":
+      raise OSError(errno.ENOSPC, "No space left on device")
+    if step == 20:
+      failed.append(step)  # nothing written, as when the disk fills in the background
+      return True
+    return save(manager, step, *args, **kwargs)
+
+  def check_for_errors(manager):
+    if failed:
+      raise ValueError("RESOURCE_EXHAUSTED: Failed writing: No space left on device")
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", failing_save)
+  monkeypatch.setattr(ocp.CheckpointManager, "check_for_errors", check_for_errors)
+  run = str(tmp_path / "run")
+  config = tiny_config(train={"num_steps": 40, "log_every": 5, "checkpoint_every": 10})
+  with pytest.raises(RunStopped, match="failed [(]no space left on device[)]; the run stopped "
+                     "and the checkpoint at step 10 is kept") as raised:
+    experiment.run(config, run)
+  assert "\n" not in str(raised.value)
+  assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["10"]
+  assert max(r["step"] for r in metric_records(run)) == 20  # stopped at once, not at step 30

@@ -27,7 +27,27 @@ def expand(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Config
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
         overwrite: bool = False) -> dict[str, dict[str, float]]:
   """Trains, evaluates (eval.json) or takes the Hessian spectrum (hessian.json) of every
-  variant in workdir/<name>; returns name -> final metrics or spectrum."""
+  variant in workdir/<name>; returns name -> final metrics or spectrum.
+
+  A file that cannot be written (a full disk) raises RunStopped: checkpoints are saved
+  atomically, so the last good one is kept and rerunning the command resumes from it.
+  """
+  try:
+    return _run(config, workdir, mode, overwrite)
+  except OSError as e:
+    raise errors.RunStopped(
+        f"writing in {workdir} failed ({_os_reason(e)}); the run stopped and its last "
+        "checkpoint is kept: free disk space or fix the folder, then rerun the same command "
+        "to resume.") from None
+
+
+def _os_reason(error: OSError) -> str:
+  where = f" ({error.filename})" if error.filename else ""
+  return f"{error.strerror or error}{where}"
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, mode: str,
+         overwrite: bool) -> dict[str, dict[str, float]]:
   errors.check_choice("--mode", mode, config_lib.MODES)
   workdir_lib.check_usable(workdir)
   runs = expand(config)

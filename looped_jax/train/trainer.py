@@ -320,9 +320,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   state = exp.initial_state()
   run = shift_run.ShiftRun.new(exp.schedule) if exp.schedule else None
   meta: dict = {}
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, state)
+  restored = ckpt.restore_newest_intact(state, set_aside=True)
+  if restored is not None:
+    latest, state, meta = restored
     if run is not None:
       run = _restore_shift(exp, state, meta, latest)
     if not quiet and distributed.is_primary():
@@ -351,6 +351,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         loops, stage = run.loops, run.stage
       else:
         loops, stage = step_lib.loops_at(step, config.model.num_loops, t.loop_curriculum), None
+      ckpt.check()  # a background save that failed stops the run now
       batch = sample(jax.random.fold_in(data_key, step), step)
       state, step_metrics = exp.train_step(loops, stage)(state, batch)
       pending.append(step_metrics)
@@ -399,9 +400,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         clock.restart()
     if not final_eval:  # a resumed run that had already finished
       final_eval = exp.evaluate(state["params"])
-  finally:
-    ckpt.close()
-    writer.close()
+  except BaseException:
+    _close_after_failure(ckpt, writer)  # the error that stopped the run is the one to report
+    raise
+  ckpt.close()
+  writer.close()
   summary = final_eval | {"params": models.count_params(exp.params),
                           "mesh": {name: int(size) for name, size in exp.mesh.shape.items()},
                           "wall_seconds": time.perf_counter() - started,
@@ -413,6 +416,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
     workdir_lib.write_atomically(os.path.join(workdir, "summary.json"),
                                  json.dumps(summary, indent=2, sort_keys=True))
   return final_eval
+
+
+def _close_after_failure(*resources) -> None:
+  """Closes what a failed run opened; their own errors (often the same full disk) are dropped."""
+  for resource in resources:
+    try:
+      resource.close()
+    except Exception:  # noqa: BLE001, S110 - secondary to the error being raised
+      pass
 
 
 def _out_of_time(t: ml_collections.ConfigDict, clock: _TrainClock) -> bool:
@@ -446,8 +458,8 @@ class _TrainClock:
 
 
 def _restore_shift(exp: Experiment, state: dict, meta: dict, step: int) -> shift_run.ShiftRun:
-  check("shift" in meta, f"the checkpoint at step {step} has no SHIFT record; use a fresh "
-        "--workdir or pass --overwrite.")
+  check("shift" in meta, f"the checkpoint at step {step} has no SHIFT record, though its "
+        "config.json sets shift.loops; the workdir was changed by hand: use another --workdir.")
   run = shift_run.ShiftRun.from_dict(exp.schedule, meta["shift"])
   stage = int(shift.current_stage(state["opt_state"]))
   check(run.stage == stage, f"the checkpoint at step {step} is in stage {stage} but its SHIFT "
@@ -499,21 +511,24 @@ def _mean_metrics(pending: list[dict], step: int) -> dict[str, float]:
   return out
 
 
-def _restore_latest(exp: Experiment, workdir: str) -> tuple[int, dict]:
+def _restore_latest(exp: Experiment, workdir: str, mode: str = "eval") -> tuple[int, dict]:
+  """The newest intact checkpoint of `workdir` (a damaged newer one is reported, not moved)."""
+  workdir_lib.check_has_run(workdir, mode)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
-  latest = ckpt.latest_step()
-  if latest is None:
+  try:
+    restored = ckpt.restore_newest_intact(exp.initial_state(), set_aside=False)
+  finally:
     ckpt.close()
-    raise ConfigError(f"no checkpoint in {workdir}/checkpoints; train first (--mode=train).")
-  state, _ = ckpt.restore(latest, exp.initial_state())
-  ckpt.close()
+  check(restored is not None, f"no checkpoint in {workdir}/checkpoints; train first "
+        "(--mode=train).")
+  latest, state, _ = restored
   return latest, state
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Evaluates the latest checkpoint in `workdir`; writes eval.json there."""
   exp = Experiment.build(config)
-  latest, state = _restore_latest(exp, workdir)
+  latest, state = _restore_latest(exp, workdir, "eval")
   result = {"step": latest} | exp.evaluate(state["params"])
   if icl_report.applies(exp.task):  # error vs k / vs loops with baselines, JSON + PNG
     result |= icl_report.write(exp, state["params"], workdir)
@@ -531,7 +546,7 @@ def hessian(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   (ascending) and their river/valley metrics. Runs whatever hessian.every is.
   """
   exp = Experiment.build(config)
-  latest, state = _restore_latest(exp, workdir)
+  latest, state = _restore_latest(exp, workdir, "hessian")
   result = {"step": latest} | exp.probe.spectrum(state["params"])
   if distributed.is_primary():
     with open(os.path.join(workdir, landscape_tracking.RESULT_FILE), "w") as f:
