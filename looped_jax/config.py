@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 
 from looped_jax.errors import ConfigError, check, check_choice
+from looped_jax.models.init import SCHEMES as INIT_SCHEMES
 
 BLOCKS = ("gpt2", "attn_only")
 ATTENTIONS = ("softmax", "linear")
@@ -68,6 +69,10 @@ def base_config() -> ml_collections.ConfigDict:
   m.position_in_loop = False  # Yang: add the position embedding inside every loop
   m.norm_in_loop = False  # Yang: apply ln_f at the end of every loop
   m.final_norm = True  # LayerNorm before the head (skipped when norm_in_loop already did it)
+  m.layer_norm_eps = 1e-6  # every LayerNorm's epsilon (flax's default; PyTorch's is 1e-5)
+  # Initialisation scheme, one initializer per parameter family (models/init.py): gpt2 (every
+  # weight N(0, 0.02)) or reference_yang (Yang et al.'s code: PyTorch-default read-in/out).
+  m.init = "gpt2"
   m.max_len = 0  # 0: the task's sequence length
   m.remat = "none"  # rematerialisation policy of one loop body
   m.unroll = 0  # gradient windows of at most this many loops run unrolled (faster, longer compile)
@@ -202,6 +207,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check_choice("model.position", m.position, POSITIONS)
   check_choice("model.remat", m.remat, REMAT_POLICIES)
   check_choice("model.dtype", m.dtype, DTYPES)
+  check_choice("model.init", m.init, INIT_SCHEMES)
+  check(0 < m.layer_norm_eps < 1, f"model.layer_norm_eps={m.layer_norm_eps} must be in (0, 1).")
   check_choice("train.loss_on", t.loss_on, LOSS_ON)
   check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
   check_choice("train.schedule", t.schedule, SCHEDULES)

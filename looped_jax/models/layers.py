@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-INIT_STD = 0.02  # GPT-2 / Yang et al.
+from looped_jax.models.init import LinearInit, ParamInit
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
@@ -25,15 +25,16 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
-def linear(d_in: int, d_out: int, *, std: float, use_bias: bool, rngs: nnx.Rngs,
+def linear(d_in: int, d_out: int, init: LinearInit, *, use_bias: bool, rngs: nnx.Rngs,
            dtype=None) -> nnx.Linear:
-  """Linear layer with GPT-2 init; float32 parameters, `dtype` compute."""
+  """Linear layer [d_in] -> [d_out]; float32 parameters, `dtype` compute."""
   return nnx.Linear(d_in, d_out, use_bias=use_bias, rngs=rngs, dtype=dtype,
-                    kernel_init=nnx.initializers.normal(std), bias_init=nnx.initializers.zeros)
+                    kernel_init=init.kernel, bias_init=init.bias)
 
 
-def layer_norm(d: int, rngs: nnx.Rngs, dtype=None) -> nnx.LayerNorm:
-  return nnx.LayerNorm(d, rngs=rngs, dtype=dtype)
+def layer_norm(d: int, rngs: nnx.Rngs, dtype=None, eps: float = 1e-6) -> nnx.LayerNorm:
+  """LayerNorm, scale 1 and bias 0. eps: flax's 1e-6 by default; PyTorch's is 1e-5."""
+  return nnx.LayerNorm(d, epsilon=eps, rngs=rngs, dtype=dtype)
 
 
 ROPE_BASE = 10_000.0  # RoFormer / LLaMA; the papers we implement use learned or no positions
@@ -64,13 +65,14 @@ class Attention(nnx.Module):
   """
 
   def __init__(self, d_model: int, num_heads: int, *, kind: str, causal: bool, use_bias: bool,
-               out_std: float, rngs: nnx.Rngs, dtype=None, rope: bool = False):
+               init: ParamInit, rngs: nnx.Rngs, dtype=None, rope: bool = False):
     self.num_heads = num_heads
     self.kind = kind
     self.causal = causal
     self.rope = rope
-    self.qkv = linear(d_model, 3 * d_model, std=INIT_STD, use_bias=use_bias, rngs=rngs, dtype=dtype)
-    self.out = linear(d_model, d_model, std=out_std, use_bias=use_bias, rngs=rngs, dtype=dtype)
+    self.qkv = linear(d_model, 3 * d_model, init.hidden(), use_bias=use_bias, rngs=rngs,
+                      dtype=dtype)
+    self.out = linear(d_model, d_model, init.residual(), use_bias=use_bias, rngs=rngs, dtype=dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:  # [B, n, D] -> [B, n, D]
     b, n, d = x.shape
@@ -90,10 +92,12 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-  def __init__(self, d_model: int, ratio: int, *, use_bias: bool, out_std: float, rngs: nnx.Rngs,
-               dtype=None):
-    self.up = linear(d_model, ratio * d_model, std=INIT_STD, use_bias=use_bias, rngs=rngs, dtype=dtype)
-    self.down = linear(ratio * d_model, d_model, std=out_std, use_bias=use_bias, rngs=rngs, dtype=dtype)
+  def __init__(self, d_model: int, ratio: int, *, use_bias: bool, init: ParamInit,
+               rngs: nnx.Rngs, dtype=None):
+    self.up = linear(d_model, ratio * d_model, init.hidden(), use_bias=use_bias, rngs=rngs,
+                     dtype=dtype)
+    self.down = linear(ratio * d_model, d_model, init.residual(), use_bias=use_bias, rngs=rngs,
+                       dtype=dtype)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.down(jax.nn.gelu(self.up(x), approximate=True))
@@ -102,15 +106,15 @@ class MLP(nnx.Module):
 class GPT2Block(nnx.Module):
   """Pre-LN block: x + Attn(LN(x)), then x + MLP(LN(x)) (Yang et al.'s backbone layer)."""
 
-  def __init__(self, cfg, *, out_std: float, rngs: nnx.Rngs):
-    d, dt = cfg.d_model, cfg.compute_dtype
+  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs):
+    d, dt, eps = cfg.d_model, cfg.compute_dtype, cfg.layer_norm_eps
     self.dropout_rate = cfg.dropout
-    self.ln1 = layer_norm(d, rngs, dt)
+    self.ln1 = layer_norm(d, rngs, dt, eps)
     self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
-                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt,
+                          use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt,
                           rope=cfg.position == "rope")
-    self.ln2 = layer_norm(d, rngs, dt)
-    self.mlp = MLP(d, cfg.mlp_ratio, use_bias=cfg.use_bias, out_std=out_std, rngs=rngs, dtype=dt)
+    self.ln2 = layer_norm(d, rngs, dt, eps)
+    self.mlp = MLP(d, cfg.mlp_ratio, use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt)
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
                recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
@@ -128,11 +132,12 @@ class GPT2Block(nnx.Module):
 class AttnOnlyBlock(nnx.Module):
   """Gong et al.'s layer: x + Attn(x), optionally pre-normed; no MLP (PAPERS.md §1.1)."""
 
-  def __init__(self, cfg, *, out_std: float, rngs: nnx.Rngs):
+  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs):
     self.dropout_rate = cfg.dropout
-    self.ln = layer_norm(cfg.d_model, rngs, cfg.compute_dtype) if cfg.pre_norm else None
+    self.ln = (layer_norm(cfg.d_model, rngs, cfg.compute_dtype, cfg.layer_norm_eps)
+               if cfg.pre_norm else None)
     self.attn = Attention(cfg.d_model, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
-                          use_bias=cfg.use_bias, out_std=out_std, rngs=rngs,
+                          use_bias=cfg.use_bias, init=init, rngs=rngs,
                           dtype=cfg.compute_dtype, rope=cfg.position == "rope")
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
@@ -170,10 +175,10 @@ class TimestepModulation(nnx.Module):
   Zero init makes every loop start as the identity map (Xu & Sato). One modulation per loop,
   shared by the k layers of that loop (a choice: the paper has k = 1)."""
 
-  def __init__(self, d_model: int, *, rngs: nnx.Rngs, freq_dim: int = 256):
+  def __init__(self, d_model: int, *, init: ParamInit, rngs: nnx.Rngs, freq_dim: int = 256):
     self.freq_dim = freq_dim
-    self.embed1 = linear(freq_dim, d_model, std=INIT_STD, use_bias=True, rngs=rngs)
-    self.embed2 = linear(d_model, d_model, std=INIT_STD, use_bias=True, rngs=rngs)
+    self.embed1 = linear(freq_dim, d_model, init.hidden(), use_bias=True, rngs=rngs)
+    self.embed2 = linear(d_model, d_model, init.hidden(), use_bias=True, rngs=rngs)
     self.out = nnx.Linear(d_model, 4 * d_model, rngs=rngs, kernel_init=nnx.initializers.zeros,
                           bias_init=nnx.initializers.zeros)
 

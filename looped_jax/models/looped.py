@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from looped_jax.models import layers
+from looped_jax.models.init import ParamInit
 
 REMAT_POLICIES = {
     "full": None,  # save nothing inside a loop body: recompute it in the backward pass
@@ -81,6 +82,8 @@ class ModelSpec:
   position_in_loop: bool = False
   norm_in_loop: bool = False
   final_norm: bool = True
+  layer_norm_eps: float = 1e-6
+  init: str = "gpt2"
   remat: str = "none"
   unroll: int = 0
   dtype: str = "float32"
@@ -104,38 +107,39 @@ class LoopedTransformer(nnx.Module):
   def __init__(self, spec: ModelSpec, *, rngs: nnx.Rngs):
     self.spec = spec
     d, dt = spec.d_model, spec.compute_dtype
-    init = nnx.initializers.normal(layers.INIT_STD)
+    # One initializer per parameter family (models/init.py); the residual projections are
+    # scaled by the distinct layers k, as GPT-2's by its depth.
+    init = ParamInit(spec.init, spec.num_layers)
     if spec.input_kind == "tokens":
-      self.embedding = nnx.Embed(spec.vocab_size, d, embedding_init=init, dtype=dt, rngs=rngs)
+      self.embedding = nnx.Embed(spec.vocab_size, d, embedding_init=init.token_embedding(),
+                                 dtype=dt, rngs=rngs)
     else:
-      self.embedding = layers.linear(spec.vocab_size, d, std=layers.INIT_STD, use_bias=True,
-                                     rngs=rngs, dtype=dt)
-    self.positions = (nnx.Param(init(rngs.params(), (spec.max_len, d)))
+      self.embedding = layers.linear(spec.vocab_size, d, init.read_in(spec.vocab_size),
+                                     use_bias=True, rngs=rngs, dtype=dt)
+    self.positions = (nnx.Param(init.positions()(rngs.params(), (spec.max_len, d)))
                       if spec.position == "learned" else None)
-    self.adapter = (layers.linear(2 * d, d, std=layers.INIT_STD, use_bias=spec.use_bias,
-                                  rngs=rngs, dtype=dt)
+    self.adapter = (layers.linear(2 * d, d, init.hidden(), use_bias=spec.use_bias, rngs=rngs,
+                                  dtype=dt)
                     if spec.injection == "concat" else None)
-    self.recall = (layers.linear(d, d, std=layers.INIT_STD, use_bias=spec.use_bias, rngs=rngs,
+    self.recall = (layers.linear(d, d, init.hidden(), use_bias=spec.use_bias, rngs=rngs,
                                  dtype=dt)
                    if spec.injection == "internal" else None)
-    self.timestep = layers.TimestepModulation(d, rngs=rngs) if spec.timestep else None
-    # GPT-2 scales residual projections by 1/sqrt(2 * depth); depth = the distinct layers k.
-    out_std = layers.INIT_STD / (2 * spec.num_layers) ** 0.5
+    self.timestep = (layers.TimestepModulation(d, init=init, rngs=rngs) if spec.timestep
+                     else None)
     block_cls = layers.BLOCKS[spec.block]
-
 
     def make_stack(count):
       @nnx.split_rngs(splits=count)
       @nnx.vmap(in_axes=(0,), out_axes=0)
       def make(rngs):
-        return block_cls(spec, out_std=out_std, rngs=rngs)
+        return block_cls(spec, init=init, rngs=rngs)
       return make(rngs)
 
     self.layers = make_stack(spec.num_layers)  # every parameter has a leading axis of size k
-    self.ln_f = (layers.layer_norm(d, rngs, dt) if spec.final_norm or spec.norm_in_loop
-                 else None)
-    self.head = layers.linear(d, spec.output_dim, std=layers.INIT_STD, use_bias=True,
-                              rngs=rngs, dtype=dt)
+    self.ln_f = (layers.layer_norm(d, rngs, dt, spec.layer_norm_eps)
+                 if spec.final_norm or spec.norm_in_loop else None)
+    self.head = layers.linear(d, spec.output_dim, init.read_out(d), use_bias=True, rngs=rngs,
+                              dtype=dt)
     # Created last, so the other parameters draw the same initial values as without them.
     self.prelude = make_stack(spec.prelude_layers) if spec.prelude_layers else None
     self.coda = make_stack(spec.coda_layers) if spec.coda_layers else None
