@@ -143,6 +143,10 @@ def get_config(arg: str = "linear_regression"):
   m.injection, m.init_state = "add", "zeros"
   m.position_in_loop, m.norm_in_loop = True, True
   m.unroll = 16  # the gradient window as straight-line code: faster steps (docs/performance.md)
+  # The reference's numerics and init: PyTorch's LayerNorm eps, GPT-2 init inside the backbone
+  # and PyTorch's nn.Linear defaults for the read-in and read-out (models/init.py).
+  m.layer_norm_eps = 1e-5
+  m.init = "reference_yang"
   t = c.train
   t.num_steps = 500_000 if full else 500
   t.batch_size = 64
