@@ -109,8 +109,8 @@ def load_jax_params(model: LoopedModel, params: dict) -> None:
   """
 
   def put(param: torch.Tensor, value, transpose: bool = False) -> None:
-    value = np.asarray(value, np.float32)
-    param.data.copy_(torch.from_numpy(value.T.copy() if transpose else value))
+    value = np.array(value, np.float32)  # a writable copy: torch wraps it without copying
+    param.data.copy_(torch.from_numpy(np.ascontiguousarray(value.T) if transpose else value))
 
   def linear(module: nn.Linear, tree: dict) -> None:
     put(module.weight, tree["kernel"], transpose=True)
