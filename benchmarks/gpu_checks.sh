@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3 and 7 as one command, sized for a 15-minute lease of one GPU
-# (session 10 on an H200: PART=bench 2 min 16 s, PART=train 8 min 14 s).
+# The GPU checks as one command, sized for a 15-minute lease of one GPU (on an H200: PART=bench
+# 2 min 16 s; PART=train takes what the lease leaves, DEADLINE seconds in all).
 #
-#   OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh          # on a GPU host (about 11 min)
+#   OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh          # on a GPU host (about 10 min)
 #   QUICK=1 OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh  # tiny shapes: a rehearsal on a CPU
 #                                                             # (results saved as rehearsal_gpu_*)
-#   PART=bench ... ; PART=train STEP_S=0.005 ...            # the two halves as separate calls
+#   PART=bench ... ; PART=train ...                          # the two halves as separate calls
+#   PART=train RESUME_FROM=.lease/yang_paper_looped.tar.gz OUT=... bash benchmarks/gpu_checks.sh
 #
-# 1. Issue 7: JAX vs PyTorch (benchmarks/compare_torch.py, one process pair, steps A B A B) at
+# 1. bench: JAX vs PyTorch (benchmarks/compare_torch.py, one process pair, steps A B A B) at
 #    the reference shape (d=256, 8 heads, 1 layer x 20 loops, window 10, batch 64, 41 points)
 #    and at d=1024 (16 heads); both sides with TF32 float32 matmuls (XLA's default on NVIDIA
 #    GPUs; torch --matmul_precision high). Then the d=1024 step in bfloat16 compute and the
 #    matmul peaks (float32 = TF32, bfloat16) for model FLOP utilisation.
-# 2. Issue 3: Yang et al.'s linear regression at the paper's sizes (configs/yang_icl.py
-#    :linear_regression:full: d=20, 41 points, D=256, 8 heads, looped b=20, T=15 vs 12 layers),
-#    the two models trained side by side on the GPU for the same time budget, then
-#    --mode=eval (error vs k with baselines at 1280 prompts; error vs loops to 500).
-#    A lease allows minutes, not the paper's 500k steps, so the run deviates from the paper
-#    (written into the command below, and in docs/reproductions.md): the dims and points
-#    curricula are compressed to fit 3/4 of the budget, no loop curriculum (b from step 0:
-#    one compile), and Adam 3e-4 with 500 warmup steps and clipping 1 instead of 1e-4.
+# 2. train: Yang et al.'s looped linear-regression model at the paper's sizes and settings
+#    (configs/yang_icl.py:linear_regression:full:looped: d=20, 41 points, D=256, 8 heads, b=20,
+#    T=15, the reference's init, Adam 1e-4, batch 64, the paper's dims / points / loop curricula)
+#    for what the lease leaves, then --mode=eval (error vs k with baselines at 1280 prompts;
+#    error vs loops to 500). The paper trains 500k steps, far more than one lease holds, so the
+#    run is resumable across leases: $OUT/yang_paper_looped.tar.gz holds its workdir with the
+#    latest checkpoint (about 10 MB); copy it into a git-ignored folder of the checkout, carry
+#    that folder to the next lease and pass it as RESUME_FROM. The time budget
+#    (train.max_train_seconds) counts the training seconds of all leases, so each lease adds
+#    its share to the one the workdir already has. The 12-layer model is not trained here: its
+#    checkpoint (about 114 MB with Adam's moments) exceeds what a lease can send and return.
 #
 # Results: $OUT/gpu_checks.log, $OUT/bench_results.tar (benchmarks/results/gpu_*.json),
-# $OUT/yang_gpu.tar.gz (the runs without checkpoints). Each section has its own timeout, and
-# the whole script stays under DEADLINE seconds, so one failing section loses only itself.
+# $OUT/yang_paper_looped.tar.gz and $OUT/yang_paper_report.tar.gz (metrics and ICL report).
+# Each section has its own timeout, and the whole script stays under DEADLINE seconds, so one
+# failing section loses only itself.
 set -u
 OUT=${OUT:?set OUT to a results folder}
 mkdir -p "$OUT"
@@ -68,83 +73,68 @@ export SAVE
 
 PART=${PART:-all}
 if [ "$PART" = bench ] || [ "$PART" = all ]; then
-section "issue 7: JAX vs PyTorch, d=256 (reference shape)"
+section "bench: JAX vs PyTorch, d=256 (reference shape)"
 timeout 150 "$PY" benchmarks/compare_torch.py $SHAPE_256 --steps $STEPS --warmup 3 \
   --torch_device $TORCH_DEVICE --torch_matmul_precision high --save ${SAVE}_compare_torch_d256
 
-section "issue 7: JAX vs PyTorch, d=1024"
+section "bench: JAX vs PyTorch, d=1024"
 timeout 150 "$PY" benchmarks/compare_torch.py $SHAPE_1024 --steps $STEPS --warmup 3 \
   --torch_device $TORCH_DEVICE --torch_matmul_precision high --save ${SAVE}_compare_torch_d1024
 
-section "issue 7: d=1024 in bfloat16 compute, with the bfloat16 matmul peak"
+section "bench: d=1024 in bfloat16 compute, with the bfloat16 matmul peak"
 timeout 100 "$PY" benchmarks/step_throughput.py $SHAPE_1024 --steps $STEPS --warmup 3 \
   --dtype bfloat16 --peak $PEAK --save ${SAVE}_step_d1024_bf16
 
-section "issue 7: float32 (TF32) matmul peak"
+section "bench: float32 (TF32) matmul peak"
 timeout 60 "$PY" benchmarks/step_throughput.py --steps 0 --peak $PEAK --save ${SAVE}_matmul_peak_f32
 
 tar -cf "$OUT/bench_results.tar" benchmarks/results/${SAVE}_*.json 2>/dev/null
 fi
 [ "$PART" = bench ] && { section "done"; exit 0; }
 
-section "issue 3: Yang linear regression at the paper's sizes, looped and 12 layers side by side"
-WORK=runs/yang_gpu; [ "$QUICK" = 1 ] && WORK=runs/yang_gpu_rehearsal
-# Budget: what is left, less the start and final eval of training and the --mode=eval after
-# (the train clock counts compiles).
-TRAIN_S=$(( $(left) - 130 ))
-if [ "$QUICK" = 1 ]; then TRAIN_S=20; fi
-if [ "$TRAIN_S" -lt 60 ] && [ "$QUICK" != 1 ]; then
-  echo "only $TRAIN_S s left for training: skipped"; exit 0
+section "train: Yang et al.'s looped linear regression, paper settings, resumable"
+WORK=runs/yang_paper; [ "$QUICK" = 1 ] && WORK=runs/yang_paper_rehearsal
+ARCHIVE="$OUT/yang_paper_looped.tar.gz"
+if [ -n "${RESUME_FROM:-}" ]; then
+  rm -rf "$WORK" && mkdir -p "$WORK/looped" && tar -xzf "$RESUME_FROM" -C "$WORK/looped" \
+    || { echo "cannot unpack RESUME_FROM=$RESUME_FROM"; exit 1; }
 fi
-# Steps the budget buys, from the d=256 JAX step above (window 15 here, two processes sharing
-# the GPU: x3), so that the dims (5 -> 20) and points (11 -> 41) curricula end at 3/4 of it.
-INTERVAL=$("$PY" - "$TRAIN_S" "$QUICK" "${STEP_S:-0}" <<'EOF'
-import json, os, sys
-seconds, quick, step_s = float(sys.argv[1]), sys.argv[2] == "1", float(sys.argv[3])
-if not step_s:  # from this call's benchmark, else a guess
-  try:
-    path = f"benchmarks/results/{os.environ['SAVE']}_compare_torch_d256.json"
-    step_s = json.load(open(path))["jax_median_s"]
-  except (OSError, KeyError):
-    step_s = 0.01
-steps = seconds / (3 * step_s)
-print(max(10 if quick else 200, int(0.75 * steps / 15) // 10 * 10))
+# This lease's share: what is left, less the start, the final eval, --mode=eval and the archive.
+LEASE_S=$(( $(left) - 150 ))
+if [ "$QUICK" = 1 ]; then LEASE_S=20; fi
+if [ "$LEASE_S" -lt 60 ] && [ "$QUICK" != 1 ]; then
+  echo "only $LEASE_S s left for training: skipped"; exit 0
+fi
+DONE_S=$("$PY" - "$WORK/looped/summary.json" <<'EOF'
+import json, sys
+try:
+  print(int(json.load(open(sys.argv[1]))["train_seconds"]))
+except (OSError, KeyError, ValueError):
+  print(0)
 EOF
 )
-echo "training budget $TRAIN_S s per model; curriculum interval $INTERVAL steps"
+echo "training seconds so far $DONE_S; this lease adds $LEASE_S"
 OVERRIDES=(
-  --config.train.max_train_seconds="$TRAIN_S"
-  --config.task.dims_interval="$INTERVAL" --config.task.points_interval="$INTERVAL"
-  --config.train.loop_curriculum.increment=0 --config.train.loop_curriculum.every=0
-  --config.train.learning_rate=3e-4 --config.train.schedule=warmup_constant
-  --config.train.warmup_steps=500 --config.train.grad_clip=1.0
-  --config.train.log_every=500 --config.train.checkpoint_every=5000 --config.eval.every=5000
+  --config.train.max_train_seconds=$((DONE_S + LEASE_S))
+  --config.train.checkpoint_every=5000 --config.train.keep_checkpoints=1
   --config.eval.icl_settings="('standard',)"
 )
 if [ "$QUICK" = 1 ]; then
   OVERRIDES+=(--config.model.d_model=32 --config.model.num_heads=2 --config.task.n_dims=5
-              --config.task.n_points=11 --config.train.warmup_steps=10
-              --config.train.log_every=10 --config.eval.icl_prompts=64
-              --config.eval.icl_max_loops=40)
+              --config.task.n_points=11 --config.train.log_every=10 --config.eval.every=50
+              --config.eval.icl_prompts=64 --config.eval.icl_max_loops=40)
 fi
-export XLA_PYTHON_CLIENT_MEM_FRACTION=0.4  # two JAX processes share the GPU
-PIDS=()
-for variant in looped standard; do  # each trains into $WORK/$variant
-  timeout $((TRAIN_S + 120)) "$PY" -m looped_jax.main \
-    --config=configs/yang_icl.py:linear_regression:full:$variant --workdir=$WORK \
-    "${OVERRIDES[@]}" > "$OUT/train_$variant.log" 2>&1 &
-  PIDS+=($!)
-done
-wait "${PIDS[@]}"  # not a bare wait: that would also wait for the tee of the log
-for variant in looped standard; do
-  echo "--- $variant"; tr '\r' '\n' < "$OUT/train_$variant.log" | tail -n 3
-  cat "$WORK/$variant/summary.json" 2>/dev/null | tr '\n' ' '; echo
-done
+timeout $((LEASE_S + 120)) "$PY" -m looped_jax.main \
+  --config=configs/yang_icl.py:linear_regression:full:looped --workdir=$WORK "${OVERRIDES[@]}" \
+  > "$OUT/train_looped.log" 2>&1
+echo "training exit status $?"
+tr '\r' '\n' < "$OUT/train_looped.log" | tail -n 3
+cat "$WORK/looped/summary.json" 2>/dev/null | tr '\n' ' '; echo
+tar -czf "$ARCHIVE" -C "$WORK/looped" . && ls -l "$ARCHIVE"
 
-section "issue 3: --mode=eval (error vs k with baselines, error vs loops)"
-unset XLA_PYTHON_CLIENT_MEM_FRACTION
+section "train: --mode=eval (error vs k with baselines, error vs loops)"
 timeout $(( $(left) > 30 ? $(left) - 10 : 20 )) "$PY" -m looped_jax.main \
-  --config=configs/yang_icl.py:linear_regression:full:looped:standard --workdir=$WORK \
+  --config=configs/yang_icl.py:linear_regression:full:looped --workdir=$WORK \
   --mode=eval "${OVERRIDES[@]}"
-tar -czf "$OUT/yang_gpu.tar.gz" --exclude=checkpoints "$WORK"
+tar -czf "$OUT/yang_paper_report.tar.gz" --exclude=checkpoints --exclude=tensorboard "$WORK"
 section "done"
