@@ -1,18 +1,18 @@
 """Named initialisation schemes (`model.init`): one initializer per parameter family.
 
-| family    | parameters                                    | `gpt2`               | `reference_yang`        |
-|-----------|-----------------------------------------------|----------------------|-------------------------|
-| read_in   | input embedding: Linear d_in -> D (vectors)   | N(0, 0.02), bias 0   | U(±1/√d_in), bias too   |
-|           | or Embed V x D (tokens)                       | N(0, 0.02)           | N(0, 1)                 |
-| positions | learned position embedding [max_len, D]       | N(0, 0.02)           | N(0, 0.02)              |
-| hidden    | QKV, MLP up, concat adapter, internal recall, | N(0, 0.02), bias 0   | N(0, 0.02), bias 0      |
-|           | timestep embedding                            |                      |                         |
-| residual  | attention out, MLP down                       | N(0, 0.02/√(2k)), 0  | N(0, 0.02/√(2k)), 0     |
-| norm      | LayerNorm scale / bias                        | 1 / 0                | 1 / 0                   |
-| read_out  | head: Linear D -> output_dim                  | N(0, 0.02), bias 0   | U(±1/√D), bias too      |
-| gates     | timestep modulation output                    | 0                    | 0                       |
+  family     parameters                                   gpt2               reference_yang
+  read_in    input Linear d_in -> D (vectors)             N(0, 0.02), b 0    U(±1/√d_in), b too
+             or Embed V x D (tokens)                      N(0, 0.02)         N(0, 1)
+  positions  learned positions [max_len, D]               N(0, 0.02)         N(0, 0.02)
+  hidden     QKV, MLP up, concat adapter, internal        N(0, 0.02), b 0    N(0, 0.02), b 0
+             recall, timestep embedding
+  residual   attention out, MLP down                      N(0, 0.02/√(2k))   N(0, 0.02/√(2k))
+  norm       LayerNorm scale / bias                       1 / 0              1 / 0
+  read_out   head: Linear D -> output_dim                 N(0, 0.02), b 0    U(±1/√D), b too
+  gates      timestep modulation output                   0                  0
 
-k = the distinct layers of the looped stack (`model.num_layers`), as GPT-2's 1/√(2·n_layer).
+(b: the bias; residual biases are 0.) k = the distinct layers of the looped stack
+(`model.num_layers`), as GPT-2's 1/√(2·n_layer) over its depth.
 
 `gpt2` initialises every weight as GPT-2 does. `reference_yang` is Leiay/looped_transformer
 (Yang et al., "Looped Transformers are Better at Learning Learning Algorithms",
@@ -76,7 +76,8 @@ class ParamInit:
 
   def __post_init__(self):
     if self.scheme not in SCHEMES:
-      raise ValueError(f"model.init={self.scheme!r} is unknown; choose one of {', '.join(SCHEMES)}.")
+      raise ValueError(f"model.init={self.scheme!r} is unknown; choose one of "
+                       f"{', '.join(SCHEMES)}.")
 
   @property
   def _torch_io(self) -> bool:

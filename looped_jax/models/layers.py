@@ -60,7 +60,7 @@ class Attention(nnx.Module):
   """Multi-head self-attention with a fused QKV projection.
 
   softmax: softmax(mask(QK^T / sqrt(Dh))) V.  linear: mask(QK^T / sqrt(Dh)) V, the identity
-  instead of softmax as in Gong et al.'s theory (PAPERS.md §1.1). rope: rotate Q and K by
+  instead of softmax as in Gong et al.'s theory (arXiv 2510.10089). rope: rotate Q and K by
   their positions first (relative positions; see `rotary`).
   """
 
@@ -118,8 +118,9 @@ class GPT2Block(nnx.Module):
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
                recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
-    """recall [B, n, D]: internal recall, added to the MLP's input only (Labovich §3.2).
-    modulation: per-loop adaLN gates and scales (Xu & Sato §6)."""
+    """recall [B, n, D]: internal recall, added to the MLP's input only (Labovich,
+    arXiv 2604.15259).
+    modulation: per-loop adaLN gates and scales (Xu & Sato, arXiv 2410.01405)."""
     k1, k2 = jax.random.split(key) if key is not None else (None, None)
     m = modulation or Modulation.identity()
     y = self.ln1(x) * (1 + m.attn_scale)
@@ -130,7 +131,7 @@ class GPT2Block(nnx.Module):
 
 
 class AttnOnlyBlock(nnx.Module):
-  """Gong et al.'s layer: x + Attn(x), optionally pre-normed; no MLP (PAPERS.md §1.1)."""
+  """Gong et al.'s layer: x + Attn(x), optionally pre-normed; no MLP (arXiv 2510.10089)."""
 
   def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs):
     self.dropout_rate = cfg.dropout
