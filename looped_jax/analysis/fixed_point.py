@@ -1,7 +1,7 @@
 """Fixed-point diagnostics of a loop map: reachability, input-dependence, geometry.
 
-Labovich's three stability axes (PAPERS.md section 3.3), measured on any loop map given as a
-pure function
+Labovich's three stability axes (docs/papers.md, "Labovich"), measured on any loop map
+given as a pure function
 
   step(h, x) -> h_next
 

@@ -1,9 +1,9 @@
 """Hessians of any pure loss over a pytree of params: HVPs, a flat operator, dense eigh.
 
 Usable without a trainer: `loss_fn(params) -> scalar`, or `loss_fn(params, batch)` with
-`batch=` given. Recipe (PAPERS.md §1.4): a fixed probe batch in eval mode; tiny models get
-the dense Hessian and float64 `eigh` of all eigenvalues; larger ones HVPs, Lanczos top-k
-and an SLQ density (re-exported here from `lanczos.py`).
+`batch=` given. Recipe (docs/papers.md, "Gong et al."): a fixed probe batch in eval mode;
+tiny models get the dense Hessian and float64 `eigh` of all eigenvalues; larger ones HVPs,
+Lanczos top-k and an SLQ density (re-exported here from `lanczos.py`).
 
     with jax.enable_x64(True):                       # float64 throughout
       op = hessian_operator(loss_fn, params, subset="attn", dtype=jnp.float64)
@@ -226,8 +226,8 @@ def dense_hessian(op: HessianOperator, chunk_size: int | None = None) -> jax.Arr
 def dense_eigh(op: HessianOperator, chunk_size: int | None = None):
   """All eigenvalues [dim] (ascending) and eigenvectors [dim, dim] (columns) of the Hessian.
 
-  Symmetrises H first; run under `jax.enable_x64(True)` with a float64 op for PAPERS.md's
-  float64 recipe.
+  Symmetrises H first; run under `jax.enable_x64(True)` with a float64 op for the float64
+  recipe of small models (docs/papers.md, "Gong et al.").
   """
   h = dense_hessian(op, chunk_size)
   return jnp.linalg.eigh(0.5 * (h + h.T))

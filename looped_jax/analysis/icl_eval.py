@@ -1,8 +1,9 @@
 """In-context learning evaluation: error-vs-k curves, bootstrap bands, the OOD suite, plots.
 
-Metric (Garg et al. 2022; Yang et al. 2024, PAPERS.md §2.5): at k in-context examples, the
-squared error of the prediction of y_{k+1} divided by `task.normaliser` (d; s for sparse LR; 1 for
-trees), averaged over prompts, with a 90 % bootstrap band (1000 resamples of the prompts, seeded).
+Metric (Garg et al., arXiv 2208.01066; Yang et al., arXiv 2311.12424; docs/papers.md, "Yang
+et al."): at k in-context examples, the squared error of the prediction of y_{k+1} divided by
+`task.normaliser` (d; s for sparse LR; 1 for trees), averaged over prompts, with a 90 %
+bootstrap band (1000 resamples of the prompts, seeded).
 Index k of every curve is the number of in-context examples, k = 0 .. n - 1.
 
 A predictor is anything with the model signature `predictor(inputs [B, 2n, d]) -> [B, 2n, 1]`:
@@ -150,7 +151,7 @@ def evaluate_predictors(predictors: Mapping[str, Predictor], task: InContextRegr
   settings: name -> overrides, a list of SUITE names, or None for the whole SUITE.
   Returns {setting: {"error": {predictor: curve}, "distance": {predictor: curve}}}; distances
   (normalised mean squared difference of predictions to `distance_to`) only when it is given.
-  `train_seed` guards against scoring on training prompts (PAPERS.md §10, pitfall 5).
+  `train_seed` guards against scoring on training prompts (docs/papers.md, "Pitfalls" 5).
   """
   if train_seed is not None and train_seed == seed:
     raise ConfigError(f"eval seed={seed} equals the training seed; pick a different eval seed.")

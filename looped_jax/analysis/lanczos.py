@@ -11,7 +11,7 @@ An *operator* here is any pytree with
 to the jitted solvers as pytree arguments, so their arrays (params, a probe batch) stay
 traced inputs with their shardings rather than baked-in constants.
 
-All iterations run inside one jitted `lax.fori_loop` (PAPERS.md §10 pitfall 2: an
+All iterations run inside one jitted `lax.fori_loop` (docs/papers.md, "Pitfalls" 2: an
 unrolled Python loop compiles slowly); float64 needs `with jax.enable_x64(True):`
 around both building the operator and calling these functions.
 """

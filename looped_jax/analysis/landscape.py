@@ -1,7 +1,8 @@
 """River-valley metrics of a Hessian spectrum and matrix entropy / MI of representations.
 
-PAPERS.md §1.4-1.5 (Gong et al.; thresholds are reconstructions, so every eps-dependent
-metric is reported for several eps, pitfall 8). With eps = frac * lambda_max:
+Gong et al., arXiv 2510.10089 (docs/papers.md, "Gong et al."; the thresholds are our
+choices, so every eps-dependent metric is reported for several eps, "Pitfalls" 8). With
+eps = frac * lambda_max:
 
   river            {i : |lambda_i| <= eps}           flat floor
   valley           {i : lambda_i > eps}              walls; H_valley's eigenvalues
@@ -44,7 +45,7 @@ def spectral_entropy(eigenvalues) -> float:
 
 def river_valley_metrics(eigenvalues, eps_fracs=DEFAULT_EPS_FRACS,
                          tau_frac: float = DEFAULT_TAU_FRAC) -> dict[str, float]:
-  """Per-spectrum scalars of PAPERS.md §1.4, for each eps = frac * lambda_max.
+  """Per-spectrum scalars of docs/papers.md, "Gong et al.", for each eps = frac * lambda_max.
 
   Args:
     eigenvalues: [N] eigenvalues, any order.
@@ -116,7 +117,7 @@ def _gram_entropy(features: jax.Array) -> jax.Array:
 
 @jax.jit
 def matrix_entropy(z: jax.Array) -> jax.Array:
-  """Matrix entropy of representations (PAPERS.md §1.4).
+  """Matrix entropy of representations (docs/papers.md, "Gong et al.").
 
   Args:
     z: [N, D] representations (e.g. states at a loop, flattened over batch and positions).

@@ -1,4 +1,4 @@
-"""Hessian spectra of a run's params on a fixed probe batch (PAPERS.md §1.4-1.5).
+"""Hessian spectra of a run's params on a fixed probe batch (docs/papers.md, "Gong et al.").
 
 The probe loss is the training loss in eval mode (no dropout) at the model's loop count
 (`model.num_loops`), with gradients through every loop, on ONE batch sampled from
