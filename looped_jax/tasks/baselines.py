@@ -1,4 +1,4 @@
-"""Classical in-context baselines with a model's call signature (PAPERS.md §2.5).
+"""Classical in-context baselines with a model's call signature (docs/papers.md, "Yang et al.").
 
   baseline(inputs [B, 2n, d]) -> outputs [B, 2n, 1] float64 numpy
 

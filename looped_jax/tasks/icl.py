@@ -1,4 +1,6 @@
-"""In-context regression (Garg et al. 2022; Yang et al. 2024, PAPERS.md §2.3-2.4).
+"""In-context regression (Garg et al., arXiv 2208.01066; Yang et al., arXiv 2311.12424).
+
+Function classes, prompt format and curricula: docs/papers.md, "Yang et al.".
 
 Each prompt draws a fresh function f from a class and n points x_i; the model reads
 

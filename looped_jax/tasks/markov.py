@@ -1,4 +1,5 @@
-"""Markov language with per-sample Information Content (Gong et al., PAPERS.md §1.2).
+"""Markov language with per-sample Information Content (Gong et al., arXiv 2510.10089;
+docs/papers.md, "Gong et al.").
 
 A sequence x_1..x_{n+1} is drawn from an order-1 chain P (rows ~ Dirichlet(alpha)); the model
 predicts x_{t+1} from x_1..x_t. Difficulty of a sample is its Information Content
@@ -10,7 +11,7 @@ distribution) or "complex" (IC above `complex_quantile`); the rest belong to nei
 
 Variants (the generator is a reconstruction; the paper gives none):
   global      one fixed chain. Embeddings + read-out fit its bigrams; attention barely
-              matters (§10.15), kept for ablations.
+              matters (docs/papers.md, "Pitfalls" 15), kept for ablations.
   mixture     `num_chains` fixed chains, half near-deterministic (alpha_simple), half
               high-entropy (alpha_complex); each sequence uses one, so the model must infer
               which from context. The default.

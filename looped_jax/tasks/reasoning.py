@@ -1,5 +1,6 @@
 """Algorithmic reasoning tasks generated on the fly: parity, copy, addition, n-ary addition,
-prefix sums and p-hop induction (PAPERS.md sections 4, 7; feature list items 30-32).
+prefix sums and p-hop induction (docs/papers.md: "Bansal et al.", "Saunshi et al.",
+"Other papers").
 
 Each task is a frozen dataclass whose `sample(key, batch_size, step)` is a pure, jit-able
 function of `key` (`step` is unused: no curriculum). A size field (`n_bits`, `length`,

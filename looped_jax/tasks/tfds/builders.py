@@ -6,7 +6,7 @@ arrays in the task batch format (inputs, targets, weights, plus task extras such
 `hops`), so a batch read back equals a batch from `task.sample` of the same size.
 
 Seeds: held-out data uses `TEST_SEED` by default, distinct from the small integers used
-as training seeds; `check_distinct_seeds` enforces it (PAPERS.md section 10, pitfall 5).
+as training seeds; `check_distinct_seeds` enforces it (docs/papers.md, "Pitfalls" 5).
 """
 
 from __future__ import annotations
