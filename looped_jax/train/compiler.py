@@ -18,9 +18,9 @@ from looped_jax.errors import ConfigError
 
 # Per backend, measured with benchmarks/step_variants.py (docs/performance.md, "XLA
 # options"). CPU: no YNNPACK library fusions (XLA's default hands dots, elementwise ops and
-# reductions to YNNPACK): 1.09-1.16x per train step at the issue-7 reference size (three
-# quiet runs on one machine in session 5), 0.99x in session 6's run (no gain, no loss),
-# although bias-gradient reductions then run as slower reduce-window loops.
+# reductions to YNNPACK): 1.09-1.16x per train step at the reference size in four quiet
+# runs on a 2-core AVX-512 CPU, 0.99x in a fifth run on the same kind of CPU (no gain, no
+# loss), although bias-gradient reductions then run as slower reduce-window loops.
 AUTO: dict[str, dict[str, str]] = {"cpu": {"xla_cpu_experimental_ynn_fusion_type": ""}}
 
 

@@ -1,4 +1,4 @@
-"""SHIFT: one parameter set trained in stages of growing loop count (PAPERS.md §1.6).
+"""SHIFT: one parameter set trained in stages of growing loop count (docs/papers.md, "Gong et al.").
 
 Stage k trains with loop count `ShiftSchedule.loops[k]` (e.g. 1 then 3). The optimizer
 is one optax transform, `multi_stage(stages)`, whose state holds the inner state of every

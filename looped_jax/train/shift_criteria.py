@@ -1,4 +1,4 @@
-"""When to switch SHIFT stages: small host-side state machines (PAPERS.md §1.6).
+"""When to switch SHIFT stages: small host-side state machines (docs/papers.md, "Gong et al.").
 
 Each criterion is a frozen dataclass holding its settings and its running state. The
 trainer calls, after every optimizer update,
@@ -33,7 +33,7 @@ TRAIN_LOSS = "train_loss"
 EVAL_LOSS = "eval_loss"
 GRAD_NORM = "grad_norm"
 SIMPLE_ACC = "simple_acc"
-GRAD_COSINE = "grad_cosine"  # cos(∇ single, ∇ looped) on W_Q, W_K (§1.5, Theorem 3)
+GRAD_COSINE = "grad_cosine"  # cos(∇ single, ∇ looped) on W_Q, W_K (Gong et al.'s Theorem 3)
 SCP_SIGNALS = {TRAIN_LOSS: "min", EVAL_LOSS: "min", GRAD_NORM: "min", SIMPLE_ACC: "max"}
 GRAD_COSINE_PARTS = ("qk", "all")  # = shift_signals.PARTS (not imported: keeps jax out)
 
@@ -149,7 +149,7 @@ class _Windowed(Criterion):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Scp(_Windowed):
-  """SHIFT Criterion with Patience (reconstruction of §1.6).
+  """SHIFT Criterion with Patience (our reconstruction; docs/papers.md, "Gong et al.").
 
   At a check, r_t = relative improvement of the window mean over the previous check's
   ((prev - mean) / |prev| for losses and the gradient norm, (mean - prev) / |prev| for

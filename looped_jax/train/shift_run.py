@@ -1,4 +1,5 @@
-"""Host-side bookkeeping of a SHIFT run inside the trainer (PAPERS.md §1.6, pitfall 7).
+"""Host-side bookkeeping of a SHIFT run inside the trainer (docs/papers.md, "Gong et al.";
+"Pitfalls" 7).
 
 `ShiftRun` holds what the optimizer state does not: the active criterion with its running
 state, one record per switch (step, eval metric before and after, recovery) and the

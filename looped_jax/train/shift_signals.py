@@ -1,4 +1,5 @@
-"""Switch signals that need their own device computation: the gradient cosine (PAPERS.md §1.5).
+"""Switch signals that need their own device computation: the gradient cosine (Gong et al.'s
+Theorem 3; docs/papers.md, "Gong et al.").
 
 grad_cosine = cos(∇ L(θ; L_now), ∇ L(θ; L_next)) at the same parameters θ and batch, where
 L_now is the loop count of the active SHIFT stage and L_next that of the next stage (1 and 3

@@ -77,7 +77,8 @@ def loss_fn(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task, loops: 
 
   loss_on="last": the task loss of the final read-out (gradients through the last
   `grad_loops` loops, all when 0). loss_on="window": the mean task loss over the read-outs
-  of the last `grad_loops` loops (Yang et al.'s truncated loop-window loss, PAPERS.md §2.2).
+  of the last `grad_loops` loops (Yang et al.'s truncated loop-window loss; docs/papers.md,
+  "Yang et al.").
   loss_on="all": the mean over every loop's read-out (intermediate supervision; all loops
   get gradients). window/all weight loop l by l^loop_weight_power.
   """
