@@ -1,6 +1,6 @@
 """looped_jax vs the PyTorch baseline: one process pair, steps alternating A B A B.
 
-  flock /work/cpu.lock python benchmarks/compare_torch.py [model flags] [--steps 10]
+  python benchmarks/compare_torch.py [model flags] [--steps 10]
       [--save NAME] [--torch_device cuda] [--torch_matmul_precision high]
       [-- JAX-only flags, e.g. --remat full]
 

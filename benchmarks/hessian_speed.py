@@ -2,7 +2,7 @@
 
     python benchmarks/hessian_speed.py [--rounds 4] [--num_iters 50]
 
-Model (pure jax, Gong et al. §1.1 Looped-Attn): token + position embedding, one causal
+Model (pure jax, Gong et al.'s Looped-Attn, docs/papers.md): token + position embedding, one causal
 softmax attention layer applied 3 times with residuals, untied read-out, next-token
 cross-entropy; vocab 16, D 32, n 32, batch 256 (5,120 params). Times are medians after a
 warm-up call (compilation excluded), each ending in block_until_ready; gradient, HVP and

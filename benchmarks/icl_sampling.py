@@ -6,7 +6,7 @@ For the CPU config of each of the five tasks (configs/yang_icl.py:TASK), times t
 jitted sampler (batch 64 at a step past every curriculum stage, output placed on the mesh);
 for linear regression also the train step of the looped model (b = 20 loops, window 10) and of
 the 6-layer standard model. Medians over `repeats` calls after a warm-up (compile excluded).
-Goal (issue 3): sampling a batch costs under 5 % of a train step at the CPU config, i.e.
+Goal: sampling a batch costs under 5 % of a train step at the CPU config, i.e.
 sample / step(standard) < 0.05, the cheaper and so stricter of the two steps.
 Writes benchmarks/results/icl_sampling.json.
 """

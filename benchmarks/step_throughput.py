@@ -10,8 +10,8 @@ The model is built from configs/yang_linear_regression.py (looped: one GPT-2 blo
 read-outs of the last --window loops; standard: its `standard` variant, --layers blocks applied
 once) with the sizes above, and timed through `trainer.Experiment.train_step`, the jitted step
 that training uses (forward, backward, Adam update, donated state). The defaults are the
-reference configuration of issue 7: d=256, 8 heads, 1 layer x 20 loops, window 10, batch 64,
-41 points of dimension 20 (82 tokens).
+reference configuration of docs/performance.md: d=256, 8 heads, 1 layer x 20 loops, window 10,
+batch 64, 41 points of dimension 20 (82 tokens).
 
 Prints one JSON line: median seconds per step after --warmup steps, steps/s, model GFLOP per
 step (looped_jax.models.flops: matmuls only, forward of all loops + backward of the window)

@@ -17,8 +17,8 @@ speed relative to the first. Variants:
   bf16            model.dtype = bfloat16 (float32 parameters and softmax)
   rolled, unrolled  model.unroll = 0 (the window loops under lax.scan) or 64 (straight-line)
   data:N          data parallel over N simulated host devices of this CPU (mesh.data = N;
-                  the process starts with 8 host devices for this). Faster at d = 64, but
-                  training runs this way aborted in XLA's CPU all-reduce (docs/performance.md)
+                  the process starts with 8 host devices for this). Faster at d = 64; in
+                  training (mesh.host_devices) the gain is smaller (docs/performance.md)
   xla_default     config xla_options = "" (XLA's own defaults; the others use "auto")
   xla:FLAG=VALUE  that XLA option on top of XLA's defaults, e.g.
                   xla:xla_cpu_experimental_ynn_fusion_type= (all YNNPACK fusions off)
