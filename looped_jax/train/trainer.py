@@ -32,11 +32,12 @@ import numpy as np
 from looped_jax import config as config_lib
 from looped_jax import distributed, models, tasks
 from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep
-from looped_jax.errors import ConfigError, check
+from looped_jax.errors import ConfigError, RunStopped, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import compiler
 from looped_jax.train import metrics as metrics_lib
-from looped_jax.train import optim, sharding, shift, shift_criteria, shift_run, shift_signals
+from looped_jax.train import optim, preemption, sharding, shift, shift_criteria, shift_run
+from looped_jax.train import shift_signals
 from looped_jax.train import step as step_lib
 from looped_jax.train import workdir as workdir_lib
 
@@ -46,6 +47,10 @@ CONFIG_FILE = workdir_lib.CONFIG_FILE
 PLACEMENT_KEYS = ("mesh", "xla_options")
 # train keys that may differ on resume too: they bound how long a run trains, not what it computes
 BUDGET_KEYS = ("max_train_seconds",)
+
+# Checkpoint meta key: the train-step metrics since the last log step, saved by a checkpoint
+# taken between log steps (on SIGTERM / SIGINT) so that the next log line is unchanged.
+PENDING = "pending_metrics"
 
 EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
 
@@ -337,12 +342,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
                                   stream=open(os.devnull, "w") if quiet or not primary else None)
   sample = exp.sampler(t.batch_size)
   data_key = jax.random.key(config.data_seed)
-  pending: list[dict] = []
+  pending = _restored_pending(meta)  # a checkpoint between log steps carries their metrics
   started = time.perf_counter()
   clock = _TrainClock(meta.get("train_seconds", 0.0), run)
   final_eval: dict[str, float] = {}
   ahead = steps_ahead(exp.mesh)
   out_of_time = _out_of_time(t, clock)  # a resumed run may have spent its budget already
+  stop = preemption.StopSignals().install()
   try:
     if run is not None and step == 0:  # a criterion may fire before any update (fixed_step 0)
       state = _observe_shift(exp, run, clock, state, 0, {})
@@ -393,16 +399,21 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         state = _observe_shift(exp, run, clock, state, step, signals)
         if last:
           writer.write(step, run.end_metrics())
-      if step % t.checkpoint_every == 0 or last:
+      saved = step % t.checkpoint_every == 0 or last
+      if saved:
         clock.split(state)
-        meta = {"step": step, "loops": loops, "train_seconds": clock.seconds}
-        ckpt.save(step, state, meta | ({"shift": run.to_dict()} if run is not None else {}))
+        ckpt.save(step, state, _checkpoint_meta(step, loops, clock, run))
         clock.restart()
+      if not last and stop.agreed(step % t.log_every == 0):
+        _save_and_stop(ckpt, stop, step, state, _checkpoint_meta(step, loops, clock, run),
+                       pending, saved)
     if not final_eval:  # a resumed run that had already finished
       final_eval = exp.evaluate(state["params"])
   except BaseException:
+    stop.uninstall()
     _close_after_failure(ckpt, writer)  # the error that stopped the run is the one to report
     raise
+  stop.uninstall()
   ckpt.close()
   writer.close()
   summary = final_eval | {"params": models.count_params(exp.params),
@@ -416,6 +427,29 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
     workdir_lib.write_atomically(os.path.join(workdir, "summary.json"),
                                  json.dumps(summary, indent=2, sort_keys=True))
   return final_eval
+
+
+def _checkpoint_meta(step: int, loops: int, clock: "_TrainClock",
+                     run: shift_run.ShiftRun | None) -> dict:
+  meta = {"step": step, "loops": loops, "train_seconds": clock.seconds}
+  return meta | ({"shift": run.to_dict()} if run is not None else {})
+
+
+def _save_and_stop(ckpt: checkpoint_lib.Checkpointer, stop: preemption.StopSignals, step: int,
+                   state: dict, meta: dict, pending: list[dict], saved: bool) -> None:
+  """Saves `step` (with the metrics of the steps since the last log step, which the next log
+  line averages over) unless it was just saved, waits for the save, and raises RunStopped."""
+  if not saved:
+    values = jax.device_get(pending)
+    ckpt.save(step, state, meta | {PENDING: [{k: float(v) for k, v in r.items()} for r in values]})
+  ckpt.wait()
+  raise RunStopped(f"stopped by {stop.name} at step {step}, with a checkpoint of that step "
+                   "saved; rerun the same command to resume.", stop.exit_status)
+
+
+def _restored_pending(meta: dict) -> list[dict]:
+  # float32, as the train step returned them: the log line's mean is then the same.
+  return [{k: np.float32(v) for k, v in r.items()} for r in meta.get(PENDING, [])]
 
 
 def _close_after_failure(*resources) -> None:
