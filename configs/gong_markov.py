@@ -16,9 +16,16 @@ complex group Looped-Attn ends >= 3 points above Single-Attn. comparison.png sho
 
 from looped_jax import tasks
 from looped_jax.config import base_config
+from looped_jax.errors import ConfigError
+
+
+STEPS = {"full": 15000, "small": 3000}
 
 
 def get_config(arg: str = "full"):
+  if arg not in STEPS:
+    raise ConfigError(f"configs/gong_markov.py:{arg} is not a setting; choose one of "
+                      f"{', '.join(STEPS)}.")
   c = base_config()
   c.task = tasks.default_config("markov", vocab=16, length=32, variant="mixture")
   c.model.block = "attn_only"
@@ -26,7 +33,7 @@ def get_config(arg: str = "full"):
   c.model.d_model = 16
   c.model.num_heads = 1
   c.model.num_loops = 3
-  c.train.num_steps = 3000 if arg == "small" else 15000
+  c.train.num_steps = STEPS[arg]
   c.train.batch_size = 64
   c.train.learning_rate = 1e-3
   c.train.log_every = 100

@@ -8,8 +8,16 @@ configs/yang_icl.py.
 import importlib.util
 import os
 
+from looped_jax.errors import ConfigError
+
+
+SIZES = ("cpu", "full")
+
 
 def get_config(arg: str = "cpu"):
+  if arg not in SIZES:
+    raise ConfigError(f"configs/yang_linear_regression.py:{arg} is not a size; choose one of "
+                      f"{', '.join(SIZES)}.")
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yang_icl.py")
   spec = importlib.util.spec_from_file_location("yang_icl", path)
   module = importlib.util.module_from_spec(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from typing import Any
 
@@ -196,6 +197,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       hint = difflib.get_close_matches(key, known, n=1)
       hint = f" (did you mean {hint[0]!r}?)" if hint else ""
       raise ConfigError(f"config key {key!r} is unknown{hint}; see looped_jax/config.py for the keys.")
+  validate_types(config)
   m, t = config.model, config.train
   check_choice("model.block", m.block, BLOCKS)
   check_choice("model.attention", m.attention, ATTENTIONS)
@@ -241,10 +243,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(t.loss_on != "all" or t.grad_loops == 0,
         "train.loss_on='all' supervises every loop with gradients; it needs train.grad_loops=0 "
         "(use loss_on='window' for the last grad_loops loops).")
+  check(t.loss_on != "window" or t.grad_loops <= m.num_loops or t.random_loops != "none"
+        or bool(config.shift.loops) or bool(t.loop_curriculum.every),
+        f"train.grad_loops={t.grad_loops} is the window of train.loss_on='window' and must be "
+        f"<= model.num_loops={m.num_loops} (a longer window would be cut to the loop count).")
   validate_loop_options(config)
   for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
     check(t[key] > 0, f"train.{key}={t[key]} must be positive.")
   check(t.learning_rate > 0, f"train.learning_rate={t.learning_rate} must be positive.")
+  for key in ("b1", "b2"):
+    check(0 <= t[key] < 1, f"train.{key}={t[key]} must be in [0, 1).")
+  for key in ("weight_decay", "grad_clip"):
+    check(t[key] >= 0, f"train.{key}={t[key]} must be >= 0 (0 = off).")
   lc = t.loop_curriculum
   check(lc.every >= 0 and lc.increment >= 0 and lc.start >= 0,
         "train.loop_curriculum start/increment/every must be >= 0.")
@@ -264,7 +274,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(config.eval.icl_prompts > 0 and config.eval.icl_max_loops >= 0,
         "eval.icl_prompts must be positive and eval.icl_max_loops >= 0 (0 = 10x model.num_loops).")
   for loops in config.eval.loops:
-    check(int(loops) > 0, f"eval.loops contains {loops}; every loop count must be positive.")
+    check(isinstance(loops, int) and loops > 0,
+          f"eval.loops contains {loops!r}; every loop count must be a positive integer.")
   check(config.eval_seed != config.data_seed,
         f"eval_seed={config.eval_seed} must differ from data_seed (eval data must be held out).")
   check(isinstance(config.xla_options, str),
@@ -275,6 +286,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for name, overrides in dict(config.variants).items():
     check(isinstance(overrides, (dict, ml_collections.ConfigDict)),
           f"variants.{name} must be a nested dict of config overrides.")
+
+
+def validate_types(config: ml_collections.ConfigDict) -> None:
+  """Checks that every key holds its default's type (a float key may hold an int) and that
+  every number is finite: a value of another type fails later with a traceback, and
+  inf / nan pass range checks such as learning_rate > 0."""
+  defaults = flatten(base_config())
+  for key, value in flatten(config).items():
+    default = defaults[key]
+    if isinstance(default, bool):
+      ok, what = isinstance(value, bool), "True or False"
+    elif isinstance(default, int):
+      ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+      ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+      what = "a finite number"
+    elif isinstance(default, str):
+      ok, what = isinstance(value, str), "a string"
+    elif isinstance(default, (tuple, list)):
+      ok, what = isinstance(value, (tuple, list)), "a tuple"
+    else:
+      continue
+    check(ok, f"config key {key}={value!r} must be {what} (its default is {default!r}).")
 
 
 def validate_loop_options(config: ml_collections.ConfigDict) -> None:

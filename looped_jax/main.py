@@ -14,7 +14,7 @@ import threading
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from looped_jax import distributed
+from looped_jax import config_file, distributed
 from looped_jax.errors import ConfigError, RunStopped
 
 EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
@@ -56,7 +56,8 @@ def main(argv):
   from looped_jax.train import experiment, trainer  # after flag parsing: keeps --help fast
 
   try:
-    experiment.run(_CONFIG.value, _WORKDIR.value, _MODE.value, overwrite=_OVERWRITE.value)
+    experiment.run(_CONFIG.value, _WORKDIR.value, _MODE.value, overwrite=_OVERWRITE.value,
+                   overrides=_override_keys(sys.argv))
   except (ConfigError, trainer.TrainingDiverged) as e:
     _fail(str(e))
   except RunStopped as e:
@@ -73,24 +74,45 @@ def main(argv):
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with a one-line message instead of a traceback for a bad override."""
+  """absl's parser, after loading the config file with one-line errors (config_file.load),
+  and with a one-line message instead of a traceback for a bad override."""
+  spec = _config_spec(argv)
+  if spec is not None:
+    try:
+      config_file.load(spec)
+    except ConfigError as e:
+      _fail(str(e))
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # noqa: BLE001 - config_flags raises several types
     from looped_jax import config as config_lib
 
-    overrides = [a.split("=")[0][len("--config."):] for a in argv if a.startswith("--config.")]
     known = config_lib.flatten(config_lib.base_config())
-    unknown = [o for o in overrides if o not in known
+    unknown = [o for o in _override_keys(argv) if o not in known
                and not any(o.startswith(f + ".") for f in config_lib.FREE_FORM)]
-    detail = " ".join(str(e).encode().decode("unicode_escape").replace("'", "").split())
+    detail = " ".join(distributed.first_line(e).replace("'", "").split())
     if unknown:
       what = f"--config.{unknown[0]} names no config key (see looped_jax/config.py)"
-    elif isinstance(e, flags.Error):  # e.g. --mode=bogus: absl names the flag and the choices
+    elif isinstance(e, flags.Error):  # absl names the flag and the value or the choices
       what = detail
     else:
       what = f"an override names no key of the loaded config ({detail})"
     _fail(f"bad command-line flags: {what}.")
+
+
+def _config_spec(argv: list[str]) -> str | None:
+  """The value of --config (either --config=X or --config X), if given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg[len("--config="):]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _override_keys(argv: list[str]) -> list[str]:
+  """The config keys set on the command line (--config.KEY=VALUE or --config.KEY VALUE)."""
+  return [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
 
 
 def _stop(message: str, status: int) -> None:

@@ -316,3 +316,222 @@ def test_a_failed_save_stops_the_run_at_once_keeping_the_last_good_checkpoint(
   assert "\n" not in str(raised.value)
   assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["10"]
   assert max(r["step"] for r in metric_records(run)) == 20  # stopped at once, not at step 30
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM"])  # SIGINT: the command-line test below
+def test_a_signal_saves_at_the_next_step_and_the_resumed_run_equals_an_uninterrupted_one(
+    trained, tmp_path, monkeypatch, signum):
+  """The signal arrives while step 8 runs (log steps are 5, 10): the run saves step 8 with
+  the metrics of steps 6-8 and stops; the rerun's step-10 line averages steps 6-10 as the
+  uninterrupted run's does."""
+  import signal
+  from helpers import metric_records
+  from looped_jax.errors import RunStopped
+  from looped_jax.train import trainer
+  sampler = trainer.Experiment.sampler
+
+  def sampler_that_signals(exp, batch_size):
+    sample = sampler(exp, batch_size)
+
+    def signalling(key, step):
+      if step == 7:
+        signal.raise_signal(getattr(signal, signum))
+      return sample(key, step)
+    return signalling
+
+  run = str(tmp_path / "run")
+  with monkeypatch.context() as patch:
+    patch.setattr(trainer.Experiment, "sampler", sampler_that_signals)
+    with pytest.raises(RunStopped, match=f"stopped by {signum} at step 8, with a checkpoint of "
+                       "that step saved; rerun the same command to resume") as raised:
+      experiment.run(tiny_config(train=RUN_TRAIN), run)
+  assert raised.value.status == 128 + getattr(signal, signum)
+  assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["8"]
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+  experiment.run(tiny_config(train=RUN_TRAIN), run)
+  assert metric_records(run) == metric_records(trained)
+
+
+def test_ctrl_c_on_the_command_line_is_one_line_saying_how_to_resume(tmp_path):
+  import signal
+  import subprocess
+  import sys
+  import time
+  from helpers import REPO, TINY
+  workdir = tmp_path / "run"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "looped_jax.main", f"--config={TINY}", f"--workdir={workdir}",
+       "--config.train.num_steps=1000000", "--config.train.checkpoint_every=1000000",
+       "--config.eval.every=1000000"],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 240
+  while time.time() < deadline and not (workdir / "metrics.jsonl").exists():
+    time.sleep(0.1)
+  while time.time() < deadline and not (workdir / "metrics.jsonl").read_text():
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: stopped by SIGINT at step "), stderr
+  assert lines[0].endswith("rerun the same command to resume.")
+  step = int(lines[0].split("at step ")[1].split(",")[0])
+  assert os.listdir(workdir / "checkpoints") == [str(step)]
+
+
+# Config files: loaded by config_file.load before absl sees them.
+BASE = "from looped_jax.config import base_config\n"
+CONFIG_FILE_ROWS = {  # file name, its text (None: not written), :ARG -> message fragment
+    "missing file": ("nope.py", None, None, "does not exist"),
+    "a folder": ("folder", "", None, "is a folder"),
+    "not a Python file": ("config.yaml", "a: 1\n", None, "is not a Python file"),
+    "syntax error": ("c.py", "def get_config(:\n", None, "SyntaxError at line 1"),
+    "import error": ("c.py", "import no_such_module_here\n", None, "ModuleNotFoundError"),
+    "raises at import": ("c.py", "1 / 0\n", None, "ZeroDivisionError"),
+    "no get_config": ("c.py", "x = 1\n", None, "defines no get_config()"),
+    "returns None": ("c.py", "def get_config():\n  pass\n", None, "returned NoneType"),
+    "returns a dict": ("c.py", "def get_config():\n  return {}\n", None, "returned dict"),
+    "sets a wrong type": ("c.py", BASE + "def get_config():\n  c = base_config()\n"
+                          "  c.train.num_steps = 'many'\n  return c\n", None, "TypeError"),
+    "raises inside": ("c.py", "def get_config():\n  raise KeyError('model')\n", None,
+                      "get_config() failed (KeyError"),
+    ":ARG to a config without one": ("c.py", BASE + "def get_config():\n  return base_config()\n",
+                                     "x", "takes no :ARG (got 'x')"),
+    "needs an arg it has no default for": ("c.py", BASE + "def get_config(arg):\n  return "
+                                           "base_config()\n", None, "get_config() failed"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_FILE_ROWS))
+def test_a_config_file_problem_is_one_sentence(tmp_path, name):
+  from looped_jax import config_file
+  file, text, arg, named = CONFIG_FILE_ROWS[name]
+  path = tmp_path / file
+  if text is not None and file == "folder":
+    path.mkdir()
+  elif text is not None:
+    path.write_text(text)
+  with pytest.raises(ConfigError) as raised:
+    config_file.load(str(path) + (f":{arg}" if arg is not None else ""))
+  assert named in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+
+
+CONFIGS = sorted(os.path.basename(p) for p in
+                 __import__("glob").glob(os.path.join(os.path.dirname(os.path.dirname(
+                     os.path.abspath(__file__))), "configs", "*.py")))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_refuses_an_unknown_arg(name):
+  from helpers import REPO
+  from looped_jax import config_file
+  with pytest.raises(ConfigError, match="nonsense") as raised:
+    config_file.load(os.path.join(REPO, "configs", name) + ":nonsense")
+  assert "\n" not in str(raised.value)
+
+
+def _set(**flat):
+  """tiny_config with dotted keys set, e.g. _set(**{"train.learning_rate": inf})."""
+  def make():
+    config = tiny_config()
+    for key, value in flat.items():
+      section, _, leaf = key.rpartition(".")
+      node = config
+      for part in section.split(".") if section else ():
+        node = node[part]
+      with node.ignore_type():
+        node[leaf] = value
+    return config
+  return make
+
+
+VALUE_ROWS = {
+    "learning_rate inf": (_set(**{"train.learning_rate": float("inf")}), "train.learning_rate=inf"),
+    "learning_rate nan": (_set(**{"train.learning_rate": float("nan")}), "train.learning_rate=nan"),
+    "learning_rate negative": (_set(**{"train.learning_rate": -1.0}), "must be positive"),
+    "weight_decay nan": (_set(**{"train.weight_decay": float("nan")}), "train.weight_decay=nan"),
+    "b2 = 1": (_set(**{"train.b2": 1.0}), "train.b2=1.0 must be in [0, 1)"),
+    "grad_clip negative": (_set(**{"train.grad_clip": -1.0}), "train.grad_clip=-1.0"),
+    "loss window longer than the loops": (
+        _set(**{"train.loss_on": "window", "train.grad_loops": 5}),
+        "train.grad_loops=5 is the window of train.loss_on='window' and must be <= "
+        "model.num_loops=3"),
+    "num_steps negative": (_set(**{"train.num_steps": -1}), "train.num_steps=-1"),
+    "a string for an integer": (_set(**{"model.num_loops": "3"}), "must be an integer"),
+    "a bool for an integer": (_set(**{"model.d_model": True}), "must be an integer"),
+    "a number for a bool": (_set(**{"model.causal": 1}), "must be True or False"),
+    "an integer for a tuple": (_set(**{"eval.loops": 3}), "eval.loops=3 must be a tuple"),
+    "a string in eval.loops": (_set(**{"eval.loops": ("4",)}), "eval.loops contains '4'"),
+    "a number for a string": (_set(**{"model.block": 2}), "model.block=2 must be a string"),
+    "max_train_seconds inf": (_set(**{"train.max_train_seconds": float("inf")}),
+                              "must be a finite number"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_ROWS))
+def test_a_bad_value_is_one_sentence_and_touches_nothing(tmp_path, name):
+  make, named = VALUE_ROWS[name]
+  with pytest.raises(ConfigError) as raised:
+    experiment.run(make(), str(tmp_path / "run"))
+  assert named in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+  assert not (tmp_path / "run").exists()
+
+
+def quickstart_like():
+  return with_variants(single={"model": {"num_loops": 1}}, looped={"model": {"num_loops": 3}})
+
+
+@pytest.mark.parametrize("override, named", [
+    ("model.num_loops", "variants 'looped', 'single' set model.num_loops themselves"),
+    ("model", "variants 'looped', 'single' set model.num_loops themselves"),
+])
+def test_an_override_a_variant_sets_itself_is_refused_naming_the_variant(tmp_path, override,
+                                                                         named):
+  with pytest.raises(ConfigError, match=named) as raised:
+    experiment.run(quickstart_like(), str(tmp_path / "run"), overrides=[override])
+  assert "--config.variants.looped.model.num_loops=VALUE" in str(raised.value)
+  assert not (tmp_path / "run").exists()
+
+
+def test_an_override_no_variant_sets_applies_to_every_variant():
+  runs = experiment.expand(quickstart_like(), overrides=["model.d_model"])
+  assert set(runs) == {"single", "looped"}
+  # the key is set in the base config (as config_flags does); every variant keeps it
+  config = quickstart_like()
+  config.model.d_model = 32
+  assert {n: c.model.d_model for n, c in experiment.expand(config, ["model.d_model"]).items()} == {
+      "single": 32, "looped": 32}
+
+
+def test_zero_steps_with_variants_trains_nothing_and_draws_no_empty_plot(tmp_path):
+  config = quickstart_like()
+  config.train.num_steps = 0
+  results = experiment.run(config, str(tmp_path))
+  assert set(results) == {"single", "looped"}
+  assert not (tmp_path / "comparison.png").exists()
+
+
+FLAG_ROWS = {  # command-line arguments after --workdir -> message fragment
+    "override not an int": (["--config.train.num_steps=abc"], "--config.train.num_steps=abc"),
+    "override not a bool": (["--config.model.causal=maybe"], "--config.model.causal=maybe"),
+    "override a float for an int": (["--config.model.num_loops=2.5"], "--config.model.num_loops"),
+    "override of no key": (["--config.model.widht=3"], "--config.model.widht names no config key"),
+    "unknown mode": (["--mode=bogus"], "--mode"),
+    "config file missing": (["--config=configs/nope.py"], "configs/nope.py does not exist"),
+    "config :ARG unknown": (["--config=configs/gong_markov.py:nonsense"], "gong_markov.py:nonsense"),
+    "config :ARG to a config without one": (["--config=configs/quickstart.py:fast"],
+                                            "takes no :ARG"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLAG_ROWS))
+def test_a_bad_flag_exits_2_with_one_line(tmp_path, name):
+  """A subprocess each: absl's flag registry keeps state between parses in one process."""
+  from helpers import TINY, cli
+  args, named = FLAG_ROWS[name]
+  config = [] if any(a.startswith("--config=") for a in args) else [f"--config={TINY}"]
+  done = cli(*config, f"--workdir={tmp_path / 'run'}", *args)
+  assert done.returncode == 2
+  lines = done.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], done.stderr
+  assert not (tmp_path / "run").exists()

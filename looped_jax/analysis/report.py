@@ -40,12 +40,15 @@ def curves(records: list[dict], key: str) -> tuple[list[int], list[float]]:
   return [s for s, _ in pts], [v for _, v in pts]
 
 
-def plot_comparison(run_dirs: dict[str, str], path: str) -> str:
-  """One panel per metric in PANELS that any run logged, one line per run."""
+def plot_comparison(run_dirs: dict[str, str], path: str) -> str | None:
+  """One panel per metric in PANELS that any run logged, one line per run; None (and no
+  file) when no metric varies, e.g. after train.num_steps=0."""
   records = {name: read_jsonl(os.path.join(d, METRICS_FILE)) for name, d in run_dirs.items()}
   panels = [(k, t) for k, t in PANELS if _varies(records, k)]
   if "eval/accuracy/simple" in dict(panels):  # the grouped panels say more than the overall one
     panels = [(k, t) for k, t in panels if k != "eval/accuracy"]
+  if not panels:
+    return None
   fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
   for ax, (key, title) in zip(axes[0], panels):
     for name, rs in records.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import ml_collections
 
@@ -14,18 +15,43 @@ from looped_jax.train import sharding, trainer
 from looped_jax.train import workdir as workdir_lib
 
 
-def expand(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
-  """name -> the config of each variant ({"": config} when there are none)."""
+def expand(config: ml_collections.ConfigDict,
+           overrides: Sequence[str] = ()) -> dict[str, ml_collections.ConfigDict]:
+  """name -> the config of each variant ({"": config} when there are none).
+
+  `overrides` are the keys set on the command line: they apply to every variant, so a
+  variant that sets one of them itself is refused (the override would be silently lost).
+  """
   config_lib.validate(config)
   if not config.variants:
     return {"": config}
   base = config_lib.without_variants(config)
-  return {name: config_lib.apply_overrides(base, dict(overrides))
-          for name, overrides in config.variants.items()}
+  for key in overrides:
+    _check_no_variant_sets(key, config.variants)
+  return {name: config_lib.apply_overrides(base, dict(variant))
+          for name, variant in config.variants.items()}
+
+
+def _check_no_variant_sets(key: str, variants: ml_collections.ConfigDict) -> None:
+  """Refuses a command-line key that a variant sets itself, naming every such variant."""
+  clashes = {}
+  for name, variant in variants.items():
+    fixed = config_lib.flatten(variant)
+    clash = next((f for f in fixed if f == key or f.startswith(key + ".")
+                  or key.startswith(f + ".")), None)
+    if clash is not None:
+      clashes[name] = clash
+  if clashes:
+    name, clash = next(iter(clashes.items()))
+    raise errors.ConfigError(
+        f"--config.{key} cannot apply: variant{'s' if len(clashes) > 1 else ''} "
+        f"{', '.join(map(repr, clashes))} set{'' if len(clashes) > 1 else 's'} {clash} "
+        f"{'themselves' if len(clashes) > 1 else 'itself'}; drop the override, or set it per "
+        f"variant, e.g. --config.variants.{name}.{clash}=VALUE.")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
-        overwrite: bool = False) -> dict[str, dict[str, float]]:
+        overwrite: bool = False, overrides: Sequence[str] = ()) -> dict[str, dict[str, float]]:
   """Trains, evaluates (eval.json) or takes the Hessian spectrum (hessian.json) of every
   variant in workdir/<name>; returns name -> final metrics or spectrum.
 
@@ -33,7 +59,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
   atomically, so the last good one is kept and rerunning the command resumes from it.
   """
   try:
-    return _run(config, workdir, mode, overwrite)
+    return _run(config, workdir, mode, overwrite, overrides)
   except OSError as e:
     raise errors.RunStopped(
         f"writing in {workdir} failed ({_os_reason(e)}); the run stopped and its last "
@@ -46,11 +72,11 @@ def _os_reason(error: OSError) -> str:
   return f"{error.strerror or error}{where}"
 
 
-def _run(config: ml_collections.ConfigDict, workdir: str, mode: str,
-         overwrite: bool) -> dict[str, dict[str, float]]:
+def _run(config: ml_collections.ConfigDict, workdir: str, mode: str, overwrite: bool,
+         overrides: Sequence[str]) -> dict[str, dict[str, float]]:
   errors.check_choice("--mode", mode, config_lib.MODES)
   workdir_lib.check_usable(workdir)
-  runs = expand(config)
+  runs = expand(config, overrides)
   host_devices = {cfg.mesh.host_devices for cfg in runs.values()}
   if len(host_devices) > 1:
     raise ConfigError(f"variants set mesh.host_devices to {sorted(host_devices)}; one process "
@@ -77,7 +103,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str, mode: str,
     return results
   if mode == "train" and len(runs) > 1:
     png = report.plot_comparison(dirs, os.path.join(workdir, "comparison.png"))
-    print(f"comparison plot: {png}", flush=True)
+    if png:
+      print(f"comparison plot: {png}", flush=True)
   if mode == "eval" and len(runs) > 1:
     for png in icl_report.plot_variants(dirs, workdir):
       print(f"ICL variants plot: {png}", flush=True)
