@@ -1,4 +1,7 @@
-"""River-valley landscape of Single- vs Looped-Attn over training (Gong et al., PAPERS.md §1.4-1.5).
+"""River-valley landscape of Single- vs Looped-Attn over training (Gong et al.).
+
+Gong et al., "What Makes Looped Transformers Perform Better Than Non-Recursive Ones", arXiv
+2510.10089; docs/papers.md, "Gong et al. (2025)".
 
 Gong's toy: one attention-only softmax layer (D=16, 1 head) on the Markov mixture (V=16,
 n=32), Adam 1e-3. Variants single (L=1) and looped (L=3) share init, data and the probe
@@ -21,6 +24,8 @@ and Theorem 1's C side by side), comparison.png (the complex-accuracy rise that
 Diversification should coincide with), */spectra.jsonl for all eigenvalues, and
 hessian/kappa_valley@1e-02 (the paper expects looped >> single; see the docs for why this
 definition pins it near 1/0.01 on a dense spectrum).
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): Gong et al. publish no code, so no reference init to match.
 """
 
 from looped_jax import tasks

@@ -1,17 +1,23 @@
-"""Gong et al. §1.8: Single-Attn vs Looped-Attn on the Markov language, sample-level dynamics.
+"""Single-Attn vs Looped-Attn on the Markov language, sample-level dynamics (Gong et al.).
+
+Gong et al., "What Makes Looped Transformers Perform Better Than Non-Recursive Ones", arXiv
+2510.10089; docs/papers.md, "Gong et al. (2025)".
 
 One attention-only softmax layer (D=16, 1 head, no MLP) on next-token prediction over a
-mixture of near-deterministic and high-entropy order-1 chains (V=16, n=32, PAPERS.md §1.2
-variant (b)); the same parameter tree trained at L=1 (single) and L=3 (looped). Adam 1e-3,
-batch 64, 15k steps (about 100 "epochs" of 150 steps). Per-group eval accuracy ("simple" /
-"complex" by Information Content) every 500 steps gives the sample-level dynamics (§1.3).
+mixture of near-deterministic and high-entropy order-1 chains (V=16, n=32; docs/papers.md,
+"Markov language with Information Content", variant (b)); the same parameter tree trained at
+L=1 (single) and L=3 (looped). Adam 1e-3, batch 64, 15k steps (about 100 "epochs" of 150
+steps). Per-group eval accuracy ("simple" / "complex" by Information Content) every 500 steps
+gives the sample-level dynamics.
 
 Command:
   python -m looped_jax.main --config=configs/gong_markov.py --workdir=runs/gong_markov
   (`:small` runs 3k steps for a quick look)
 Time: about 6-10 minutes on a 2-core CPU (`:small`: 1-2 minutes).
-Expected (reconstruction thresholds, §1.8): simple-group accuracy saturates for both; on the
-complex group Looped-Attn ends >= 3 points above Single-Attn. comparison.png shows both.
+Expected (our thresholds, docs/papers.md, "Small-scale check"): simple-group accuracy saturates
+for both; on the complex group Looped-Attn ends >= 3 points above Single-Attn. comparison.png shows both.
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): Gong et al. publish no code, so no reference init to match.
 """
 
 from looped_jax import tasks

@@ -1,4 +1,7 @@
-"""p-hop induction: k⊗L at equal effective depth (Saunshi et al. §7; PAPERS.md).
+"""p-hop induction: k⊗L at equal effective depth (Saunshi et al.).
+
+Saunshi et al., "Reasoning with Latent Thoughts: On the Power of Looped Transformers", arXiv
+2502.17416; docs/papers.md, "Saunshi et al. (2025)".
 
 Settings (the config argument); only the last position is scored, chance 1/alphabet:
   p4 (default)  p = 4 hops, alphabet 4, 32 tokens; GPT-2 blocks D=32, 2 heads; 800 steps.
@@ -23,6 +26,8 @@ separation yet. p2 at 1,500 steps: 1⊗1 0.448; 1⊗2/4/8 0.497/0.481/0.403; 2�
 The check (1⊗L within 5 points of L⊗1, both >= 30 points above 1⊗1) is met by
 p2_check_l2 at 24,000 steps: 1⊗1 0.517, 1⊗2 0.990, 2⊗1 0.976; and by p2_check_l48 at
 12,000 steps: 1⊗1 0.493, 1⊗4 0.997, 4⊗1 0.997, 1⊗8 1.000, 8⊗1 0.997.
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): no reference code is matched here.
 """
 
 from looped_jax import tasks
@@ -33,10 +38,10 @@ DEPTHS = (1, 2, 4, 8)
 # name -> (hops p, sequence length, width D, heads, steps, effective depths L)
 SETTINGS = {"p4": (4, 32, 32, 2, 800, DEPTHS),
             "p2": (2, 16, 64, 4, 1500, DEPTHS),
-            "p2_long": (2, 16, 64, 4, 6000, (1, 4)),  # split in two to fit a CPU session
+            "p2_long": (2, 16, 64, 4, 6000, (1, 4)),  # split in two: each fits about 30 CPU minutes
             "p2_long_l28": (2, 16, 64, 4, 6000, (1, 2, 8)),
             # The recorded check: 1⊗2 learns the two hops more slowly than 2⊗1, so L = 2 runs
-            # twice as long as L in {4, 8}; both fit one CPU session each.
+            # twice as long as L in {4, 8}.
             "p2_check_l2": (2, 16, 64, 4, 24000, (1, 2)),
             "p2_check_l48": (2, 16, 64, 4, 12000, (1, 4, 8))}
 

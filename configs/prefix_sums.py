@@ -1,4 +1,7 @@
-"""Prefix sums, five recall / outer-norm settings (Labovich §3.4, Bansal §4; PAPERS.md).
+"""Prefix sums, five recall / outer-norm settings (Labovich; Bansal et al.).
+
+Labovich, "Stability and Generalization in Looped Transformers", arXiv 2604.15259; Bansal et
+al., "End-to-end Algorithm Synthesis with Recurrent Networks", arXiv 2202.05826; docs/papers.md.
 
 One looped GPT-2 block (k=1), trained on 16-bit prefix parities at L=8 loops, then swept at
 test time from 1 to 64 loops (8x) on 16, 32 and 64 bits with adaptive exit and fixed-point
@@ -28,6 +31,8 @@ accuracy at 8 / 64 loops: no recall 0.133 / 0.043, no recall + norm 0.734 / 0.46
 machine): 16 bits at 8 / 64 loops 0.414 / 0.027, 0.289 / 0.336, 0.582 / 0.742, 0.250 / 0.000,
 0.473 / 0.461 (same order); on 32 bits only internal + norm extrapolates, 0.000 at 8 loops ->
 0.258 at 64; 64 bits 0.008 at best.
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): no reference code is matched here.
 """
 
 from looped_jax import tasks

@@ -1,4 +1,4 @@
-"""Quick start: Looped-Attn vs Single-Attn on the Markov language (Gong et al., §1).
+"""Quick start: Looped-Attn vs Single-Attn on the Markov language (Gong et al., 2510.10089).
 
 One attention-only layer (softmax, D=32) trained on next-token prediction over a mixture of
 near-deterministic and high-entropy Markov chains (V=16, n=32). The same parameter tree runs
@@ -10,6 +10,8 @@ Command:
 Time: about 1-2 minutes on a 2-core CPU (README quick start).
 Expected: both models reach the same simple-group accuracy; see docs/reproductions.md for
 the numbers of a recorded run.
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): no reference code is matched here.
 """
 
 from looped_jax import tasks

@@ -1,4 +1,6 @@
-"""SHIFT on the Markov language: Single-Attn -> Looped-Attn (L=3) vs plain Looped-Attn (§1.6).
+"""SHIFT on the Markov language: Single-Attn -> Looped-Attn (L=3) vs plain Looped-Attn.
+
+SHIFT as in Gong et al., arXiv 2510.10089 (docs/papers.md, "SHIFT").
 
 The quick-start model and data (configs/quickstart.py): one attention-only layer (D=32) on a
 mixture of near-deterministic and high-entropy Markov chains (V=16, n=32). Two variants with
@@ -26,6 +28,8 @@ the trained loop count just before minus just after the switch; a sharp dip is e
 pitfall 7, not divergence), shift/recovery_steps/1 and perf/shift/stage_seconds/{0,1}
 (a stage-0 step costs about 1/3 of a looped one); eval/accuracy/complex of both variants.
 benchmarks/shift_vs_looped.py turns this into wall-clock-to-accuracy numbers.
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): Gong et al. publish no code, so no reference init to match.
 """
 
 import importlib.util

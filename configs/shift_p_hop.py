@@ -1,4 +1,6 @@
-"""SHIFT on p-hop induction: Single (L=1) -> looped (L=4) vs plain looped at L=4 (§1.6, §7).
+"""SHIFT on p-hop induction: Single (L=1) -> looped (L=4) vs plain looped at L=4.
+
+SHIFT as in Gong et al., arXiv 2510.10089; p-hop as in Saunshi et al., arXiv 2502.17416.
 
 p-hop (looped_jax/tasks/reasoning.py; p = 1 hop, `:p2` for two; alphabet 4, n = 16):
 follow p "previous occurrence, then one step right" hops back from the last token and
@@ -18,6 +20,8 @@ Command:
 Time: about 4-5 minutes for both variants on a loaded 2-core CPU (800 steps).
 Look at: eval/accuracy of both variants (comparison.png); shift/summary.json for
 shift/switch_step, shift/dip/1 and perf/shift/stage_seconds/{0,1}.
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): no reference code is matched here.
 """
 
 from looped_jax import tasks

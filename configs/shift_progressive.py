@@ -11,6 +11,8 @@ Time: about 3-5 minutes on a 2-core CPU.
 Look at: shift/summary.json for shift/switch_step/{1,2}, shift/dip/{1,2} and
 shift/recovery_steps/{1,2} (one per switch), perf/shift/stage_seconds/{0,1,2};
 comparison.png for eval/accuracy/complex of both variants.
+Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
+scaled by 1/√(2k)): Gong et al. publish no code, so no reference init to match.
 """
 
 import importlib.util

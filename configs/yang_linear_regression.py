@@ -1,7 +1,7 @@
 """Yang et al. on in-context linear regression: `configs/yang_icl.py:linear_regression[:full]`.
 
 Kept for its name; everything (sizes, variants, commands, times, expected numbers) is in
-configs/yang_icl.py.
+configs/yang_icl.py (init: `reference_yang`, the reference code's).
   python -m looped_jax.main --config=configs/yang_linear_regression.py[:full] --workdir=runs/yang_lr
 """
 
