@@ -15,7 +15,8 @@ Command:
   (`:small` runs 3k steps for a quick look)
 Time: about 6-10 minutes on a 2-core CPU (`:small`: 1-2 minutes).
 Expected (our thresholds, docs/papers.md, "Small-scale check"): simple-group accuracy saturates
-for both; on the complex group Looped-Attn ends >= 3 points above Single-Attn. comparison.png shows both.
+for both; on the complex group Looped-Attn ends >= 3 points above Single-Attn. comparison.png
+shows both.
 Init: `model.init="gpt2"` (the default; GPT-2's N(0, 0.02) everywhere, residual projections
 scaled by 1/√(2k)): Gong et al. publish no code, so no reference init to match.
 """
