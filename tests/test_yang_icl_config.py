@@ -30,16 +30,19 @@ def _get_config(arg):
 def test_every_task_builds_its_variants(task, size):
   runs = experiment.expand(_get_config(task + size))
   assert set(runs) == {"looped", "standard", "looped_no_inject"}
+  # the reference code's init and LayerNorm eps at every size and in every variant
+  assert all((r.model.init, r.model.layer_norm_eps) == ("reference_yang", 1e-5)
+             for r in runs.values())
   looped = runs["looped"]
   t = tasks.get(looped.task)
   icl_report.settings_of(looped.eval.icl_settings)
   icl_report.baselines_of(t, looped.eval.icl_baselines)
-  if size == ":small":  # PAPERS.md §2.7: b = 10, T = 5, no curriculum, batch 256
+  if size == ":small":  # b = 10, T = 5, no curriculum, batch 256
     assert (looped.model.num_loops, looped.train.grad_loops) == (10, 5)
     assert t.n_dims == (10 if task == "sparse_linear_regression" else 5)
     assert t.active_dims(0) == t.n_dims and t.active_points(0) == t.n_points
     assert looped.train.batch_size == 256 and looped.eval.icl_max_loops == 100
-  elif size == ":check":  # issue 3's d = 10 check: cpu's (b, T) and sizes at batch 256
+  elif size == ":check":  # the 30-minute d = 10 check: cpu's (b, T) and sizes at batch 256
     cpu = experiment.expand(_get_config(task))["looped"]
     assert (looped.model.num_loops, looped.train.grad_loops) == (
         cpu.model.num_loops, cpu.train.grad_loops)
