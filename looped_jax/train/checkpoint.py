@@ -123,7 +123,9 @@ class Checkpointer:
         "the workdir aside to train from step 0.")
 
   def _set_aside(self, step: int) -> str:
-    name = f"{DAMAGED_PREFIX}{step}"
+    name, copy = f"{DAMAGED_PREFIX}{step}", 1
+    while os.path.exists(os.path.join(self.directory, name)):  # damaged there before, too
+      name, copy = f"{DAMAGED_PREFIX}{step}.{copy}", copy + 1
     distributed.barrier(f"checkpoint:set_aside:{step}")
     if distributed.is_primary():
       os.replace(os.path.join(self.directory, str(step)), os.path.join(self.directory, name))

@@ -20,7 +20,6 @@ import functools
 import json
 import math
 import os
-import shutil
 import time
 from typing import Any
 
