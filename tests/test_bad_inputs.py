@@ -503,7 +503,9 @@ def test_an_override_no_variant_sets_applies_to_every_variant():
       "single": 32, "looped": 32}
 
 
-def test_zero_steps_with_variants_trains_nothing_and_draws_no_empty_plot(tmp_path):
+def test_zero_steps_with_variants_trains_nothing_and_draws_no_empty_plot(tmp_path, monkeypatch):
+  from looped_jax.train import trainer
+  monkeypatch.setattr(trainer.Experiment, "evaluate", lambda exp, params: {})  # no compiles
   config = quickstart_like()
   config.train.num_steps = 0
   results = experiment.run(config, str(tmp_path))

@@ -23,7 +23,7 @@ CHECKPOINTS = "checkpoints"
 RUN_ENTRIES = (CONFIG_FILE, CHECKPOINTS, "tensorboard", "metrics.jsonl", "spectra.jsonl",
                "summary.json", "eval.json", "hessian.json", "icl_report.json",
                "loop_sweep.json", "loop_sweep.png", "error_vs_k*.png", "error_vs_loops.png",
-               "*.json.tmp")
+               "spectra.png", "*.json.tmp")
 # Entries written beside the variant folders of a config with variants.
 VARIANTS_ENTRIES = ("comparison.png", "spectra.png", "error_vs_k.png", "error_vs_loops.png")
 
