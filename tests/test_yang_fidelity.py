@@ -158,8 +158,13 @@ def test_same_function_and_gradients_as_a_pytorch_port_of_the_reference(variant)
             "layers/mlp/down/kernel": torch.stack([b.mlp_proj.weight.grad.T
                                                    for b in port.backbone.blocks]),
             "layers/ln1/scale": torch.stack([b.ln_1.weight.grad for b in port.backbone.blocks])}
+  grad_errors = {}
   for path, grad in theirs.items():
     ours_g = our_grads
     for key in path.split("/"):
       ours_g = ours_g[key]
-    assert _relative(np.asarray(ours_g), grad.numpy()) < 1e-3, path
+    grad_errors[path] = _relative(np.asarray(ours_g), grad.numpy())
+  print(f"{variant}: predictions {max(errors):.1e}, gradients {max(grad_errors.values()):.1e} "
+        "(largest relative error)")  # pytest -s shows it
+  # float32 rounding, ~6e-7 measured at these shapes
+  assert max(grad_errors.values()) < 1e-5, grad_errors
