@@ -127,7 +127,7 @@ def test_same_function_and_gradients_as_a_pytorch_port_of_the_reference(variant)
                                 task.seq_len)
   yang_torch.load_jax_params(port, jax.device_get(params))
   batch = task.sample(jax.random.key(5), 4, step=10**6)  # past the curricula: every dim, point
-  inputs, ys = np.asarray(batch["inputs"]), np.asarray(batch["ys"])
+  inputs, ys = np.array(batch["inputs"]), np.array(batch["ys"])  # writable: torch wraps them
   looped = variant == "looped"
   loops, window = (m.num_loops, config.train.grad_loops) if looped else (1, 1)
 
