@@ -1,8 +1,10 @@
 """Command line: `python -m looped_jax.main --config=configs/NAME.py[:ARG] --workdir=DIR`.
 
-Flags and dispatch only. Errors a person must fix print one line and exit with status 2;
-a multi-process run (--distributed) whose coordinator or a peer is gone prints one line and
-exits with status 3 (docs/scale.md).
+Flags and dispatch only. Every error prints one line, `error: ...`, and no traceback
+(docs/reliability.md). Exit statuses: 2 for bad input a person must fix; 1 for a run stopped
+by a failed write (a full disk); 128 + the signal's number for a run stopped by SIGTERM or
+SIGINT after saving a checkpoint; 3 for a multi-process run (--distributed) whose
+coordinator or a peer is gone (docs/scale.md).
 """
 
 from __future__ import annotations

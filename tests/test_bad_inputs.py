@@ -482,8 +482,8 @@ def quickstart_like():
 
 
 @pytest.mark.parametrize("override, named", [
-    ("model.num_loops", "variants 'looped', 'single' set model.num_loops themselves"),
-    ("model", "variants 'looped', 'single' set model.num_loops themselves"),
+    ("model.num_loops", "model.num_loops is set by variants 'looped', 'single'; drop"),
+    ("model", "model.num_loops is set by variants 'looped', 'single'; drop"),
 ])
 def test_an_override_a_variant_sets_itself_is_refused_naming_the_variant(tmp_path, override,
                                                                          named):

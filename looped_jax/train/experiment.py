@@ -43,11 +43,11 @@ def _check_no_variant_sets(key: str, variants: ml_collections.ConfigDict) -> Non
       clashes[name] = clash
   if clashes:
     name, clash = next(iter(clashes.items()))
-    raise errors.ConfigError(
-        f"--config.{key} cannot apply: variant{'s' if len(clashes) > 1 else ''} "
-        f"{', '.join(map(repr, clashes))} set{'' if len(clashes) > 1 else 's'} {clash} "
-        f"{'themselves' if len(clashes) > 1 else 'itself'}; drop the override, or set it per "
-        f"variant, e.g. --config.variants.{name}.{clash}=VALUE.")
+    which = "variant" if len(clashes) == 1 else "variants"
+    raise ConfigError(
+        f"--config.{key} cannot apply: {clash} is set by {which} "
+        f"{', '.join(map(repr, clashes))}; drop the override, or set it per variant, e.g. "
+        f"--config.variants.{name}.{clash}=VALUE.")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str = "train", *,
