@@ -1,20 +1,24 @@
-"""Yang et al. (ICLR 2024): a looped GPT-2 block vs a deep transformer on in-context learning,
-for the five function classes of Garg et al. (PAPERS.md §2).
+"""Yang et al.: a looped GPT-2 block vs a deep transformer on in-context regression.
 
-Argument: TASK[:SIZE][:VARIANT...], TASK one of linear_regression, noisy_linear_regression,
-sparse_linear_regression, decision_tree, relu2nn; SIZE one of `cpu` (default), `full` (the
-paper's sizes, GPU), `small` (PAPERS.md §2.7's CPU check at d = 5) and `check` (issue 3's
-30-minute CPU check at d = 10); naming variants keeps only
-those (e.g. `:looped` trains the looped model alone).
+Yang, Lee, Nowak, Papailiopoulos, "Looped Transformers are Better at Learning Learning
+Algorithms", ICLR 2024, arXiv 2311.12424 (docs/papers.md, "Yang et al. (2023)"); the five
+function classes of Garg et al., arXiv 2208.01066.
 
-Looped model: one GPT-2 block (pre-LN, GELU MLP) applied b times with additive input injection
-`Y_{t+1} = f(Y_t + P)`, Y_0 = 0, the position embedding and ln_f inside every loop, trained
-with the truncated loop-window loss (the last T loops' predictions, all positions) and the
-loop curriculum T -> b. Variants, same width and data:
-  looped            1 layer x b loops (the paper's model)
-  standard          N layers x 1 loop (the paper's 12-layer baseline; 6 on the CPU)
+Argument: TASK[:SIZE][:VARIANT...]. TASK: linear_regression, noisy_linear_regression,
+sparse_linear_regression, decision_tree, relu2nn. SIZE: `cpu` (default), `full` (the paper's
+sizes, for a GPU), `small` (d = 5, minutes on a CPU) or `check` (d = 10, 30 minutes on a
+CPU). Naming variants keeps only those (`:looped` trains the looped model alone):
+  looped            1 layer x b loops, input injection Y_{t+1} = f(Y_t + P), Y_0 = 0, the
+                    position embedding and ln_f inside every loop, the truncated loop-window
+                    loss over the last T loops and the loop curriculum T -> b (the paper's)
+  standard          N layers x 1 loop (the paper's 12 layers; 6 on the CPU, 8 in `check`)
   looped_no_inject  the looped model without input injection (ablation)
-Prompts: x ~ N(0, I_d), interleaved (x_i, [y_i, 0..0]); dims, points and loop curricula.
+
+Model and init as the reference code (Leiay/looped_transformer) builds them: GPT-2 blocks
+(pre-LN, tanh-GELU MLP, biases), LayerNorm eps 1e-5, GPT-2's N(0, 0.02) init inside the
+backbone with residual projections scaled by 1/√(2N), and PyTorch's nn.Linear default
+U(±1/√fan_in) for the read-in and read-out (`model.init="reference_yang"`, models/init.py;
+tests/test_yang_fidelity.py checks both against a PyTorch port).
 
                    (b, T) full   full d / points      CPU (b, T)   CPU d / points
   linear_regression      (20, 15)   20 / 41              (20, 10)     10 / 21
@@ -22,58 +26,37 @@ Prompts: x ~ N(0, I_d), interleaved (x_i, [y_i, 0..0]); dims, points and loop cu
   sparse_linear_regr.    (20, 10)   20 / 41, s = 3       (20, 10)     10 / 21, s = 3
   decision_tree          (70, 15)   20 / 101, depth 4    (20, 10)     10 / 41, depth 4
   relu2nn                (12, 5)    20 / 101, 100 hidden (12, 5)      10 / 41, 100 hidden
-(b, T) as in the paper's plotted runs (§2.6; the LR launch script says b = 30). Full: D = 256,
-8 heads, Adam 1e-4, batch 64, 500k steps, dims +1 / 5000 steps, points +2 (+5 for trees and
-ReLU nets) / 5000 steps, loops +2 / 500 steps, 12-layer baseline. CPU: D = 64, 4 heads, Adam
-5e-4 with global-norm clipping 1, batch 64, 500 steps, dims and points curricula done by step
-250, loops +5 / 100 steps (fewer loop counts = fewer compiles), 6-layer baseline. Small: the
-CPU settings at d = 5 (sparse: 10), 2d + 1 points (sparse: 21), no dims or points curriculum,
-b = 10, T = 5, Adam 1e-3, **batch 256**, 3000 steps. The batch is what matters at this scale:
-at batch 64 neither the looped nor the 6-layer model left the zero predictor in 3-6k steps
-(lr 1e-3 and 3e-3); at 256 the looped model did within 500 steps (docs/reproductions.md).
-Check: the CPU settings (d = 10, b = 20, T = 10) at batch 256 and Adam 1e-3, dims and points
-curricula over 500 steps, 1200 steps (what fits in 30 min on 2 cores; a time budget of 1800 s,
-`train.max_train_seconds`, ends a slower run at the first log step past it), and an 8-layer
-standard model, so that the looped one has at most 1/6 of its parameters (53.6k vs 403k).
+(b, T) as in the paper's plotted runs (its LR launch script says b = 30).
+  full   D = 256, 8 heads, Adam 1e-4, batch 64, 500k steps; dims +1 and points +2 (+5 for trees
+         and ReLU nets) every 5000 steps, loops +2 every 500 steps (the paper's).
+  cpu    D = 64, 4 heads, Adam 5e-4, clip 1, batch 64, 500 steps; dims and points curricula
+         done by step 250, loops +5 every 100 steps (fewer loop counts, fewer compiles).
+  small  cpu at d = 5 (sparse: 10), 2d + 1 points (sparse: 21), no dims or points curriculum,
+         b = 10, T = 5, Adam 1e-3, batch 256, 3000 steps.
+  check  cpu at batch 256, Adam 1e-3, curricula over 500 steps, 1200 steps and a time budget
+         of 1800 s (`train.max_train_seconds`: a slower machine stops at the first log step
+         past it), 8-layer standard model (the looped one has 0.13 of its parameters).
 
-`--mode=eval` writes the ICL report of each variant (analysis/icl_report.py): error vs k at b
-loops with the task's baselines on the eval settings, error vs loops 1 .. 10b (500 at full
-scale), JSON + PNG, and the variants side by side in the workdir.
-
-Commands (train, then the ICL report: error vs k and vs loops with baselines, JSON + PNG):
-  python -m looped_jax.main --config=configs/yang_icl.py:linear_regression --workdir=runs/yang_lr
-  python -m looped_jax.main --config=configs/yang_icl.py:linear_regression --workdir=runs/yang_lr \
+Commands (train, then `--mode=eval`: error vs k with the baselines, error vs loops to 10b or
+500, JSON + PNG, the variants side by side):
+  python -m looped_jax.main --config=configs/yang_icl.py:linear_regression:check --workdir=runs/yang_check
+  python -m looped_jax.main --config=configs/yang_icl.py:linear_regression:check --workdir=runs/yang_check \
       --mode=eval
-  python -m looped_jax.main --config=configs/yang_icl.py:sparse_linear_regression:full ...
-
-Time and numbers measured on the shared, loaded 2-core CPU (docs/reproductions.md, "Yang et
-al."): linear_regression, 500 steps: looped 534 s, standard 524 s; normalised error at k = 2d
-= 20 of both 1.05 = the zero predictor's (nothing learned at this budget; not the paper's
-result); looped_no_inject and sparse_linear_regression:looped trained only 100 steps (also at
-the zero predictor). `--mode=eval`: 249 s for the three LR variants. The other three tasks:
-not measured. Paper (d = 20, §2.6, 500k steps): looped LR 0.52 / 0.06 / 0.024
-at k = 10 / 19 / 20; sparse looped 0.021 at k = 10. Reaching them on a CPU needs far more than
-500 steps (PAPERS.md §2.7 suggests ~5k at d = 5).
-
-`linear_regression:small` (session 6's 2-core Xeon; docs/reproductions.md, "The §2.7 CPU
-check"): normalised error at k = 2d = 10 after 3000 steps: looped 0.039 (0.052 at 100 loops),
-6-layer standard 0.625, looped without injection 1.035 (the zero predictor); looped 19 min
-of training, standard 32 min (partly beside other jobs), no injection 16 min; `--mode=eval`
-44 s for the three.
-
-`linear_regression:check` (session 7, same machine; docs/reproductions.md, "Issue 3's
-30-minute check"): normalised error at k = 2d = 20 after 1200 steps: looped 0.380 (0.401 at
-200 loops), 8-layer standard 0.861, without injection 1.052; training 28 / 26 / 31 min;
-sparse_linear_regression:check:looped 0.645 at k = 20 and above least squares at small k (26
-min). Not the issue's < 0.05: the looped model is still learning when the 30 minutes end; the
-looped run resumed to 1800 steps (about 42 min) reaches 0.047 (0.075 at 200 loops).
-
-`linear_regression:full` (session 10, one NVIDIA H200; docs/reproductions.md, "Session 10: the
-paper-sized run"; command: `PART=train ... bash benchmarks/gpu_checks.sh`, which compresses
-the curricula and uses Adam 3e-4 to fit a lease): 414 s of training each, looped and 12
-layers side by side, 22.5k / 21k steps: normalised error at k = 2d = 20 looped 0.957, 12
-layers 0.906 (both still near the zero predictor; the paper's 500k steps would take about
-2.6 h per model at the 54 steps/s of that run).
+Time and expected results on a 2-core x86-64 CPU (docs/reproductions.md, "Yang et al."):
+  small at the reference's batch 64 (`--config.train.batch_size=64`, 1500 steps, looped
+    only): 2.5-3.7 min; leaves the zero predictor in 2 of 3 seeds (error at k = 2d = 10 of
+    0.431 and 0.460; 0.125 at 3000 steps), with `model.init=gpt2` in none. With the gpt2 init
+    and batch 256, 3000 steps (19 min): looped 0.039, 6 layers 0.625.
+  check, batch 256 (30 min per model, `--config.mesh.host_devices=8`): normalised error at
+    k = 2d = 20 looped 0.661 after 1100 steps (0.704 at 200 loops), 8 layers 0.313 after 1200
+    (25 min); least squares 0, averaging 0.508, zero predictor 1.053.
+  check at batch 64 (`--config.train.batch_size=64 --config.train.num_steps=20000`): 4800
+    steps in 30 min, at the zero predictor (1.052) in the seed measured. Not the 0.05 at
+    k = 2d within 30 minutes that a CPU check would want: that took 1800 batch-256 steps
+    (about 42 min) with the gpt2 init.
+  full: for a GPU; benchmarks/gpu_checks.sh (PART=train) trains the looped model with the
+    paper's settings for what a lease leaves and resumes across leases. The paper's looped
+    model reaches 0.024 at k = 20 after 500k steps.
 """
 
 from looped_jax import tasks
@@ -126,7 +109,7 @@ def get_config(arg: str = "linear_regression"):
   n_points = points[0] if full else points[1]
   interval = 5000 if full else (100 if size == "check" else 50)
   dims_start, points_start = 5, points[2]
-  if size == "small":  # PAPERS.md §2.7's CPU check: no dims or points curriculum
+  if size == "small":  # the d = 5 CPU check: no dims or points curriculum
     d = 10 if task == "sparse_linear_regression" else 5
     n_points = points[1] if task == "sparse_linear_regression" else 2 * d + 1
     b, window = 10, 5
@@ -176,17 +159,18 @@ def get_config(arg: str = "linear_regression"):
     if task == "relu2nn":
       c.eval.icl_baselines = ("zero", "least_squares", "3nn", "averaging")
   if size == "small":
-    # Batch 256, not 64: at batch 64 (lr 1e-3, 3e-3) neither model left the zero predictor
-    # in 3-6k steps; at 256 the looped model did within 500 (docs/reproductions.md).
+    # Batch 256: with the gpt2 init only this batch left the zero predictor; with the
+    # reference init batch 64 does too (docs/reproductions.md), and 256 stays for speed of
+    # learning per step.
     t.batch_size, t.learning_rate, t.num_steps = 256, 1e-3, 3000
     t.log_every, t.checkpoint_every, c.eval.every = 250, 1000, 1000
   if size == "check":
-    # The issue's 30-minute CPU check at d = 10 (cpu's b, T and sizes): batch 256 as in small,
-    # dims and points curricula over 500 steps, as many steps as fit in 30 min on 2 cores.
+    # The 30-minute CPU check at d = 10 (cpu's b, T and sizes): batch 256 as in small, dims
+    # and points curricula over 500 steps, as many steps as fit in 30 min on 2 cores, and
+    # never past 30 minutes (compiles counted): a slower machine stops at the first log step
+    # after 1800 s of training, with fewer steps (summary.json says so).
     t.batch_size, t.learning_rate, t.num_steps = 256, 1e-3, 1200
     t.log_every, t.checkpoint_every, c.eval.every = 100, 400, 1200
-    # and never past the issue's 30 minutes (compiles counted): a slower machine stops at the
-    # first log step after 1800 s of training, with fewer steps (summary.json says so)
     t.max_train_seconds = 1800.0
   variants = {
       "looped": {},
