@@ -43,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # parameter init
   c.data_seed = 1  # training batches: batch(step) = task.sample(fold_in(key(data_seed), step))
-  c.eval_seed = 2  # fixed eval batches; must differ from data_seed (PAPERS.md §10.5)
+  c.eval_seed = 2  # fixed eval batches; must differ from data_seed (docs/papers.md, "Pitfalls")
 
   c.task = ml_collections.ConfigDict({"name": "markov"})  # + the task dataclass's own fields
 
@@ -135,7 +135,7 @@ def base_config() -> ml_collections.ConfigDict:
   e.icl_baselines = ()  # names from tasks/baselines.relevant_baselines(task); () = all of them
   e.icl_max_loops = 0  # loop sweep 1 .. this; 0 = 10x model.num_loops
 
-  # SHIFT (PAPERS.md §1.6): train in stages of growing loop count on one parameter set.
+  # SHIFT (docs/papers.md, "SHIFT"): train in stages of growing loop count on one parameter set.
   s = c.shift = ml_collections.ConfigDict()
   s.loops = ()  # () = off; e.g. (1, 3): stage k trains at loops[k] (model.num_loops: eval only)
   # When to switch, for every transition: shift_criteria settings {"kind": ..., ...}; kinds
@@ -145,7 +145,7 @@ def base_config() -> ml_collections.ConfigDict:
   s.moments = "keep"  # optimizer moments at a switch: keep | reset
   s.lr = "keep"  # LR schedule at a switch: keep (continues) | rewarm (restarts at its step 0)
 
-  # Hessian spectra on a fixed probe batch (PAPERS.md §1.4-1.5; analysis/landscape_tracking.py):
+  # Hessian spectra on a fixed probe batch (docs/papers.md; analysis/landscape_tracking.py):
   # hessian/... metrics in metrics.jsonl, all eigenvalues in spectra.jsonl; --mode=hessian too.
   h = c.hessian = ml_collections.ConfigDict()
   h.every = 0  # steps between spectra (and one at the end); 0 = off while training

@@ -147,7 +147,8 @@ def test_a_run_saved_before_a_key_existed_resumes_while_the_key_keeps_its_defaul
 
 def test_eight_cpu_devices_survive_a_long_run_ahead(tmp_path):
   """Logging rarely lets the host dispatch far ahead; without trainer.steps_ahead's waits
-  this run hung in an all-reduce on a 2-core machine (docs/performance.md, "Session 9")."""
+  this run hung in an all-reduce on a 2-core machine (docs/performance.md, "Several CPU
+  devices in one process")."""
   flags = ("--xla_force_host_platform_device_count=8 "
            # a hang fails in 10 s, not XLA's 40
            "--xla_cpu_collective_call_terminate_timeout_seconds=10 "

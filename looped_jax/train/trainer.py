@@ -58,8 +58,9 @@ EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
 # for a slot while holding a thread of the client's pool (max(cores, devices) threads), the
 # other devices' threads wait in an all-reduce for that device, and the task that would free
 # the slot finds no thread; XLA aborts after its 40 s collective timeout (docs/performance.md,
-# "Session 9"). Waiting for every 4th step keeps each device far below 32 programs (a step
-# dispatches about 3). Accelerators, and one CPU device per process, run ahead freely.
+# "Several CPU devices in one process"). Waiting for every 4th step keeps each device far
+# below 32 programs (a step dispatches about 3). Accelerators, and one CPU device per process,
+# run ahead freely.
 CPU_STEPS_AHEAD = 4
 
 
