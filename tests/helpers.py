@@ -32,3 +32,12 @@ def metric_records(workdir: str) -> list[dict]:
   from looped_jax.train.metrics import read_jsonl
   return [{k: v for k, v in r.items() if not k.startswith("perf/")}
           for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def repo_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """configs/NAME.py's get_config(arg), loaded from its file (configs/ is not a package)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config() if arg is None else module.get_config(arg)

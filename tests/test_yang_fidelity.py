@@ -6,17 +6,15 @@ PyTorch test (optional `torch` extra) copies our weights into benchmarks/yang_to
 the reference and compares per-loop predictions and loop-window gradients.
 """
 
-import importlib.util
 import math
 import os
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import REPO
+from helpers import REPO, repo_config
 from looped_jax import models, tasks
 from looped_jax.train import experiment, step
 
@@ -24,11 +22,7 @@ GPT2_STD = 0.02
 
 
 def _yang_runs(arg: str) -> dict:
-  spec = importlib.util.spec_from_file_location("yang_icl", os.path.join(REPO, "configs",
-                                                                         "yang_icl.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return experiment.expand(module.get_config(arg))
+  return experiment.expand(repo_config("yang_icl", arg))
 
 
 def _expected(path: str, d_in: int, d_model: int, num_layers: int) -> tuple[str, float]:

@@ -1,11 +1,8 @@
 """configs/yang_icl.py: every task, CPU and full, builds valid variants; bad arguments fail."""
 
-import importlib.util
-import os
-
 import pytest
 
-from helpers import REPO
+from helpers import repo_config
 from looped_jax import tasks
 from looped_jax.analysis import icl_report
 from looped_jax.errors import ConfigError
@@ -18,11 +15,7 @@ PAPER_BT = {"linear_regression": (20, 15), "noisy_linear_regression": (20, 15),
 
 
 def _get_config(arg):
-  spec = importlib.util.spec_from_file_location("yang_icl", os.path.join(REPO, "configs",
-                                                                         "yang_icl.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return repo_config("yang_icl", arg)
 
 
 @pytest.mark.parametrize("task", TASKS)
