@@ -34,6 +34,7 @@ import numpy as np
 from jax import lax
 
 from looped_jax import errors
+from looped_jax.analysis import lanczos
 from looped_jax.analysis.jit_callables import jit_callables
 
 Array = jax.Array
@@ -287,52 +288,7 @@ def finite_difference_sensitivity(step: Step, h0: Array, x: Array, u: Array, eps
 # ---------------------------------------------------------------------------------- geometry
 
 
-def _lanczos_ritz(matvec, draws):
-  """Ritz values (ascending) of a symmetric operator on flat vectors.
-
-  Full reorthogonalisation (two Gram-Schmidt passes) in a fori_loop. On breakdown (an
-  invariant subspace is found) the next vector is a fresh random one orthogonal to the basis
-  and the coupling is set to 0, so T splits into blocks whose eigenvalues are all exact.
-
-  Args:
-    matvec: [N] -> [N] symmetric linear map.
-    draws: [k + 1, N] random vectors: draws[0] starts, draws[j + 1] restarts at step j
-      (drawn up front: one RNG call compiles much faster than one per iteration). k <= N.
-
-  Returns:
-    [k] Ritz values.
-  """
-  num_iters, n = draws.shape[0] - 1, draws.shape[1]
-  basis = jnp.zeros((num_iters + 1, n), draws.dtype).at[0].set(draws[0] / _norm(draws[0]))
-
-  def orthogonalise(w, basis):
-    for _ in range(2):
-      w = w - basis.T @ (basis @ w)
-    return w
-
-  def body(j, carry):
-    basis, alphas, betas, scale = carry
-    v = basis[j]
-    w = matvec(v)
-    alpha = jnp.dot(v, w)
-    w = orthogonalise(w, basis)
-    beta = _norm(w)
-    scale = jnp.maximum(scale, jnp.abs(alpha) + beta)
-    broke = beta <= 1e-5 * scale
-    fresh = orthogonalise(draws[j + 1], basis)
-    nxt = jnp.where(broke, fresh / _norm(fresh), w / jnp.where(broke, 1.0, beta))
-    basis = basis.at[j + 1].set(nxt)
-    return basis, alphas.at[j].set(alpha), betas.at[j].set(jnp.where(broke, 0.0, beta)), scale
-
-  zeros = jnp.zeros(num_iters, draws.dtype)
-  init = (basis, zeros, zeros, jnp.zeros((), draws.dtype))
-  _, alphas, betas, _ = lax.fori_loop(0, num_iters, body, init)
-  off = betas[:-1]
-  tri = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
-  return jnp.linalg.eigvalsh(tri)
-
-
-def _sigma_min_one(step, h_star, x, draws, method):
+def _sigma_min_one(step, h_star, x, key, method, num_iters):
   if method == "dense":
     j_h, _ = _dense_jacobians(step, h_star, x)
     a = jnp.eye(j_h.shape[0], dtype=j_h.dtype) - j_h
@@ -346,13 +302,19 @@ def _sigma_min_one(step, h_star, x, draws, method):
     w = v - jvp(v)
     return (w - vjp(w)[0]).reshape(-1)
 
-  ritz = _lanczos_ritz(normal_op, draws)
+  n = h_star.size
+  key_v0, key_restart = jax.random.split(key)
+  v0 = jax.random.normal(key_v0, (n,), h_star.dtype)
+  alphas, betas, _ = lanczos.lanczos_iterations(normal_op, v0, num_iters, key_restart,
+                                                lanczos.default_breakdown_tol(n, h_star.dtype))
+  ritz = jnp.linalg.eigvalsh(lanczos.tridiagonal(alphas, betas[:-1]))
   return jnp.sqrt(jnp.maximum(ritz[0], 0.0))
 
 
-@jit_callables(("step",), ("method",))
-def _sigma_min(step, h_star, x, draws, method):
-  return jax.vmap(functools.partial(_sigma_min_one, step, method=method))(h_star, x, draws)
+@jit_callables(("step",), ("method", "num_iters"))
+def _sigma_min(step, h_star, x, keys, method, num_iters):
+  one = functools.partial(_sigma_min_one, step, method=method, num_iters=num_iters)
+  return jax.vmap(one)(h_star, x, keys)
 
 
 def sigma_min_i_minus_j(step: Step, h_star: Array, x: Array, key: Array | None = None,
@@ -374,12 +336,9 @@ def sigma_min_i_minus_j(step: Step, h_star: Array, x: Array, key: Array | None =
   n = math.prod(h_star.shape[1:])
   num_iters = min(n, 64) if num_iters is None else num_iters
   errors.check(1 <= num_iters <= n, f"num_iters={num_iters} must be in [1, state size {n}].")
-  if method == "dense":
-    draws = jnp.zeros((h_star.shape[0], 0, 0), h_star.dtype)  # unused
-  else:
-    key = jax.random.key(0) if key is None else key
-    draws = _start_vectors(key, (h_star.shape[0], num_iters + 1, n), h_star.dtype)
-  return _sigma_min(step, h_star, x, draws, method)
+  key = jax.random.key(0) if key is None else key
+  keys = jax.random.split(key, h_star.shape[0])  # one start and restart stream per example
+  return _sigma_min(step, h_star, x, keys, method, num_iters)
 
 
 @jit_callables(("step",), ("num_iters", "solve_iters"))

@@ -105,7 +105,7 @@ def _check_iters(op, num_iters: int) -> None:
         f"num_iters={num_iters} must be in [1, dim={op.dim}] (a Krylov space cannot exceed dim).")
 
 
-def _default_tol(dim: int, dtype) -> float:
+def default_breakdown_tol(dim: int, dtype) -> float:
   # Below ~the rounding noise of one matvec: dropping a beta this small moves eigenvalues
   # by at most tol * ||A||, and the vector it would normalise is mostly noise anyway.
   return float(10.0 * np.sqrt(dim) * jnp.finfo(dtype).eps)
@@ -223,7 +223,7 @@ def lanczos(op, num_iters: int, key: jax.Array, v0: jax.Array | None = None, *,
     LanczosResult(alphas [m], betas [m - 1], basis [m, dim] or None).
   """
   _check_iters(op, num_iters)
-  tol = _default_tol(op.dim, op.dtype) if breakdown_tol is None else float(breakdown_tol)
+  tol = default_breakdown_tol(op.dim, op.dtype) if breakdown_tol is None else float(breakdown_tol)
   alphas, betas, basis = _lanczos_jit(op, key, v0, num_iters, tol)
   return LanczosResult(alphas, betas[:-1], basis if return_basis else None, betas[-1])
 
@@ -364,7 +364,7 @@ def slq_density(op, key: jax.Array, num_probes: int = 8, num_iters: int = 64, *,
   _check_iters(op, num_iters)
   check(num_probes >= 1, f"num_probes={num_probes} must be >= 1.")
   check_choice("probe", probe, PROBE_KINDS)
-  tol = _default_tol(op.dim, op.dtype) if breakdown_tol is None else float(breakdown_tol)
+  tol = default_breakdown_tol(op.dim, op.dtype) if breakdown_tol is None else float(breakdown_tol)
   nodes, weights = _slq_jit(op, key, num_probes, num_iters, probe, tol)
   lo, hi = float(jnp.min(nodes)), float(jnp.max(nodes))
   if sigma is None:
