@@ -30,7 +30,8 @@ import time
 
 import jax
 
-from looped_jax.train import experiment, metrics, shift, trainer
+from looped_jax import jsonl, run_files
+from looped_jax.train import experiment, shift, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,7 +117,7 @@ def compare(runs: dict, metric: str) -> dict:
     for name in ("looped", "shift"):
       workdir = os.path.join(tmp, name)
       trainer.train(runs[name], workdir, quiet=True)
-      records[name] = metrics.read_jsonl(os.path.join(workdir, metrics.METRICS_FILE))
+      records[name] = jsonl.read(os.path.join(workdir, run_files.METRICS))
       with open(os.path.join(workdir, "summary.json")) as f:
         summaries[name] = json.load(f)
   target = summaries["looped"][metric]

@@ -15,6 +15,7 @@ from typing import Any
 
 import ml_collections
 
+from looped_jax import shift_criteria
 from looped_jax.errors import ConfigError, check, check_choice
 from looped_jax.models.init import SCHEMES as INIT_SCHEMES
 
@@ -393,10 +394,8 @@ def shift_schedule(config: ml_collections.ConfigDict):
   """The run's `ShiftSchedule`, or None when `shift.loops` is empty (SHIFT off)."""
   if not config.shift.loops:
     return None
-  from looped_jax.train import shift  # pylint: disable=import-outside-toplevel  # jax: lazy
-
   s = config.shift
-  return shift.ShiftSchedule.from_dict(
+  return shift_criteria.ShiftSchedule.from_dict(
       {"loops": [int(x) for x in s.loops], "criterion": s.criterion, "moments": s.moments,
        "lr": s.lr}, total_steps=config.train.num_steps)
 

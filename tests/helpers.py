@@ -29,9 +29,9 @@ def tiny_config(**sections) -> ml_collections.ConfigDict:
 
 def metric_records(workdir: str) -> list[dict]:
   """metrics.jsonl without wall-clock fields."""
-  from looped_jax.train.metrics import read_jsonl
+  from looped_jax import jsonl, run_files
   return [{k: v for k, v in r.items() if not k.startswith("perf/")}
-          for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
+          for r in jsonl.read(os.path.join(workdir, run_files.METRICS))]
 
 
 def repo_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from helpers import metric_records, tiny_config
-from looped_jax.analysis import landscape_tracking
+from looped_jax import run_files
 from looped_jax.train import experiment, trainer
 
 
@@ -38,7 +38,7 @@ def test_tracking_resumes_exactly_and_mode_hessian_matches(tmp_path):
     assert a.read() == b.read()
   # --mode=hessian on the latest checkpoint reproduces the last tracked spectrum.
   result = experiment.run(config, full, "hessian")[""]
-  with open(os.path.join(full, landscape_tracking.RESULT_FILE)) as f:
+  with open(os.path.join(full, run_files.HESSIAN)) as f:
     written = json.load(f)
   assert written["step"] == 20 and written["eigenvalues"] == pytest.approx(
       spectra[-1]["eigenvalues"], abs=1e-9)

@@ -33,20 +33,9 @@ from looped_jax.analysis.lanczos import (  # noqa: F401  (re-exported API)
     probe_vectors, ritz_residuals, slq_density, top_k_eigenvalues, tridiagonal,
     tridiagonal_eigh)
 from looped_jax.errors import ConfigError, check
+from looped_jax.tree_paths import path_string  # noqa: F401  (re-exported API)
 
 Subset = None | str | Callable[[str], bool]
-
-
-def _key_name(key) -> str:
-  for attr in ("key", "idx", "name"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def path_string(path) -> str:
-  """'/'-joined key path, e.g. ('attn', 'wq') -> 'attn/wq'; list indices become digits."""
-  return "/".join(_key_name(k) for k in path)
 
 
 def _predicate(subset: Subset) -> Callable[[str], bool]:

@@ -31,13 +31,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from looped_jax import models
+from looped_jax import models, run_files
 from looped_jax.analysis import icl_eval
 from looped_jax.errors import ConfigError
 from looped_jax.tasks import baselines as baselines_lib
 from looped_jax.tasks.icl import InContextRegression
 
-RESULT_FILE = "icl_report.json"
 _REFERENCE_FLOOR = 1e-6  # baselines below this at k (exact least squares) are left off the
                          # error-vs-loops plot: a line at 1e-13 would squash the log axis
 _BASELINE_CACHE: dict[tuple, dict] = {}  # variants of one config share the baselines' curves
@@ -123,7 +122,7 @@ def write(exp, params, workdir: str) -> dict[str, float]:
       "settings": settings, "error_vs_k": error_vs_k, "error_vs_loops": sweep,
       "summary": summary,
   }
-  with open(os.path.join(workdir, RESULT_FILE), "w") as f:
+  with open(os.path.join(workdir, run_files.ICL_REPORT), "w") as f:
     json.dump(report, f, indent=1, sort_keys=True)
   _plot_run(report, workdir)
   return summary
@@ -200,7 +199,7 @@ def plot_variants(run_dirs: dict[str, str], out_dir: str) -> list[str]:
   in out_dir (baselines from the first variant). Returns the paths written ([] if none)."""
   reports = {}
   for name, d in run_dirs.items():
-    path = os.path.join(d, RESULT_FILE)
+    path = os.path.join(d, run_files.ICL_REPORT)
     if os.path.exists(path):
       with open(path) as f:
         reports[name] = json.load(f)

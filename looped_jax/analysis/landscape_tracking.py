@@ -17,7 +17,6 @@ block, e.g. "layers/attn" for the attention block of Gong's toy. Used by the tra
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any
 
@@ -27,15 +26,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from looped_jax import models
+from looped_jax import jsonl, models, run_files
 from looped_jax.analysis import hessian as hessian_lib
 from looped_jax.analysis import landscape
 from looped_jax.errors import check
-from looped_jax.train import step as step_lib
-from looped_jax.train.metrics import resume_jsonl
 
-SPECTRA_FILE = "spectra.jsonl"
-RESULT_FILE = "hessian.json"
 # Dense float64 H of 4096 params is 128 MiB and a ~1 s eigh on CPU; beyond, use lanczos.
 MAX_EXACT_DIM = 4096
 # Dense H column blocks of this many HVPs: jax.hessian's all-at-once vmap holds dim copies
@@ -46,6 +41,11 @@ PROBE_STEP = 2**30  # curriculum tasks at full difficulty, as the eval batches
 
 def subset_of(settings: ml_collections.ConfigDict) -> str | None:
   return settings.subset or None  # "" = every parameter
+
+
+def _last_loop_loss(params, batch, *, graphdef, task, loops: int) -> jax.Array:
+  """The task loss of the read-out after `loops` loops (the landscape being probed)."""
+  return task.loss(models.apply(graphdef, params, batch["inputs"], loops), batch)
 
 
 class Probe:
@@ -74,8 +74,8 @@ class Probe:
   @functools.cache
   def loss_fn(self, loops: int, float64: bool):
     graphdef = self._graphdef64() if float64 else self.exp.graphdef
-    return functools.partial(step_lib.loss_fn, graphdef=graphdef, task=self.exp.task,
-                             loops=loops, grad_loops=0, loss_on="last")
+    return functools.partial(_last_loop_loss, graphdef=graphdef, task=self.exp.task,
+                             loops=loops)
 
   def spectrum(self, params: Any, loops: int | None = None) -> dict[str, Any]:
     """{"loops", "subset", "method", "paths", "eigenvalues" (ascending), "metrics"}."""
@@ -109,14 +109,12 @@ class SpectraWriter:
   drops records past `resume_step`, as MetricWriter does, so resumed files equal fresh ones."""
 
   def __init__(self, workdir: str, resume_step: int = 0):
-    self.path = os.path.join(workdir, SPECTRA_FILE)
-    resume_jsonl(self.path, resume_step)
+    self.log = jsonl.Log(os.path.join(workdir, run_files.SPECTRA), resume_step, create=False)
 
   def write(self, step: int, result: dict[str, Any]) -> None:
     record = {"step": int(step), "loops": result["loops"], "subset": result["subset"],
               "eigenvalues": result["eigenvalues"]}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    self.log.append(record)
 
 
 def metric_scalars(result: dict[str, Any]) -> dict[str, float]:

@@ -31,12 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from looped_jax import models, tasks
+from looped_jax import models, run_files, tasks
 from looped_jax.analysis import adaptive_exit, fixed_point
 from looped_jax.errors import check
 from looped_jax.tasks.base import TokenTask
 
-RESULT_FILE = "loop_sweep.json"
 PLOT_FILE = "loop_sweep.png"
 SWEEP_SEED_OFFSET = 10_000  # sweep batch i uses fold_in(key(eval_seed), offset + i)
 # diagnose() iteration counts: enough for tiny models, a few seconds each on CPU.
@@ -163,7 +162,7 @@ def write(exp, params, workdir: str) -> dict[str, Any] | None:
   if not exp.config.eval.loop_sweep.max_factor or not isinstance(exp.task, TokenTask):
     return None
   result = sweep(exp, params)
-  with open(os.path.join(workdir, RESULT_FILE), "w") as f:
+  with open(os.path.join(workdir, run_files.LOOP_SWEEP), "w") as f:
     json.dump(result, f, indent=1, sort_keys=True)
   plot({"": result}, os.path.join(workdir, PLOT_FILE))
   return result
@@ -236,10 +235,10 @@ def summary_table(results: dict[str, dict]) -> str:
 def main(argv: list[str]) -> None:
   """python -m looped_jax.analysis.loop_sweep DIR: plot + table over DIR's variants."""
   root = argv[1]
-  found = {name: os.path.join(root, name, RESULT_FILE) for name in sorted(os.listdir(root))}
+  found = {name: os.path.join(root, name, run_files.LOOP_SWEEP) for name in sorted(os.listdir(root))}
   found = {n: p for n, p in found.items() if os.path.exists(p)}
-  if os.path.exists(os.path.join(root, RESULT_FILE)):
-    found = {"": os.path.join(root, RESULT_FILE)}
+  if os.path.exists(os.path.join(root, run_files.LOOP_SWEEP)):
+    found = {"": os.path.join(root, run_files.LOOP_SWEEP)}
   results = {}
   for name, path in found.items():
     with open(path) as f:

@@ -10,9 +10,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from looped_jax.train.metrics import METRICS_FILE, read_jsonl  # noqa: E402
+from looped_jax import jsonl, run_files  # noqa: E402
 
-SPECTRA_FILE = "spectra.jsonl"  # = landscape_tracking.SPECTRA_FILE (not imported: keeps jax out)
 # Hessian curves beside the spectra: (metric, title, per eps?); the eps-dependent ones are
 # drawn for the smallest eps fraction a run logged.
 SPECTRUM_CURVES = (("kappa_valley", "kappa(H_valley)", True), ("river_dim", "river dimension", True),
@@ -43,7 +42,7 @@ def curves(records: list[dict], key: str) -> tuple[list[int], list[float]]:
 def plot_comparison(run_dirs: dict[str, str], path: str) -> str | None:
   """One panel per metric in PANELS that any run logged, one line per run; None (and no
   file) when no metric varies, e.g. after train.num_steps=0."""
-  records = {name: read_jsonl(os.path.join(d, METRICS_FILE)) for name, d in run_dirs.items()}
+  records = {name: jsonl.read(os.path.join(d, run_files.METRICS)) for name, d in run_dirs.items()}
   panels = [(k, t) for k, t in PANELS if _varies(records, k)]
   if "eval/accuracy/simple" in dict(panels):  # the grouped panels say more than the overall one
     panels = [(k, t) for k, t in panels if k != "eval/accuracy"]
@@ -69,7 +68,7 @@ def _varies(records: dict[str, list[dict]], key: str) -> bool:
 
 
 def has_spectra(run_dirs: dict[str, str]) -> bool:
-  return any(read_jsonl(os.path.join(d, SPECTRA_FILE)) for d in run_dirs.values())
+  return any(jsonl.read(os.path.join(d, run_files.SPECTRA)) for d in run_dirs.values())
 
 
 def _eps_suffix(records: list[dict]) -> str | None:
@@ -86,9 +85,9 @@ def plot_spectra(run_dirs: dict[str, str], path: str, bins: int = 60) -> str:
   Right: kappa(H_valley), river dimension, Theorem 1's C, lambda_max, the count of valley
   eigenvalues below tau and the spectral entropy over steps, all runs in each panel.
   """
-  spectra = {n: read_jsonl(os.path.join(d, SPECTRA_FILE)) for n, d in run_dirs.items()}
+  spectra = {n: jsonl.read(os.path.join(d, run_files.SPECTRA)) for n, d in run_dirs.items()}
   spectra = {n: rs for n, rs in spectra.items() if rs}
-  records = {n: read_jsonl(os.path.join(run_dirs[n], METRICS_FILE)) for n in spectra}
+  records = {n: jsonl.read(os.path.join(run_dirs[n], run_files.METRICS)) for n in spectra}
   top = max(max(abs(v) for r in rs for v in r["eigenvalues"]) for rs in spectra.values())
   scale = 1e-4 * top if top > 0 else 1.0
   edges = np.linspace(-np.arcsinh(top / scale), np.arcsinh(top / scale), bins + 1)

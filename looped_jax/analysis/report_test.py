@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from looped_jax import jsonl, run_files
 from looped_jax.analysis import report
 
 
@@ -26,15 +27,15 @@ def _fake_run(directory, scale, seed):
                     **{f"hessian/{m}@1e-02": float(step) for m in
                        ("kappa_valley", "river_dim", "low_valley_inv_sum", "low_valley_dim")}})
     spectra.append({"step": step, "loops": 3, "eigenvalues": eigs.tolist()})
-  _write_jsonl(os.path.join(directory, report.METRICS_FILE), metrics)
-  _write_jsonl(os.path.join(directory, report.SPECTRA_FILE), spectra)
+  _write_jsonl(os.path.join(directory, run_files.METRICS), metrics)
+  _write_jsonl(os.path.join(directory, run_files.SPECTRA), spectra)
 
 
 def test_comparison_panels_skip_constant_and_overall_metrics(tmp_path):
   dirs = {"single": str(tmp_path / "single"), "looped": str(tmp_path / "looped")}
   _fake_run(dirs["single"], 1.0, 0)
   _fake_run(dirs["looped"], 5.0, 1)
-  records = {n: report.read_jsonl(os.path.join(d, report.METRICS_FILE)) for n, d in dirs.items()}
+  records = {n: jsonl.read(os.path.join(d, run_files.METRICS)) for n, d in dirs.items()}
   assert report._varies(records, "eval/accuracy/complex")
   assert not report._varies(records, "eval/sequence_accuracy")
   assert not report._varies(records, "eval/never_logged")

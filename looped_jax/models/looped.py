@@ -35,7 +35,6 @@ the paper uses RMSNorm without affine, a documented choice). New variants belong
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import jax

@@ -29,6 +29,8 @@ from typing import Any, Mapping
 import jax
 from jax.sharding import PartitionSpec as P
 
+from looped_jax.tree_paths import path_string
+
 DATA = "data"
 MODEL = "model"
 
@@ -75,11 +77,6 @@ def rules(mesh_shape: Mapping[str, int]) -> dict[str, str]:
   return dict(TENSOR_PARALLEL) if mesh_shape.get(MODEL, 1) > 1 else {}
 
 
-def path_name(path: tuple) -> str:
-  """A tree_util key path -> 'a/b/c' of its dict keys (other keys dropped)."""
-  return "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
-
-
 def logical_axes(name: str, ndim: int) -> tuple[str, ...]:
   """The logical axes of the parameter at `name` ('/'-joined path)."""
   for pattern, axes in LOGICAL_AXES:
@@ -114,7 +111,7 @@ def param_spec(name: str, shape: tuple[int, ...], mesh_shape: Mapping[str, int],
 def param_specs(params: Any, mesh_shape: Mapping[str, int], fsdp: bool) -> Any:
   """The PartitionSpec tree of a parameter tree (arrays or ShapeDtypeStructs)."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, x: param_spec(path_name(path), tuple(x.shape), mesh_shape, fsdp), params)
+      lambda path, x: param_spec(path_string(path), tuple(x.shape), mesh_shape, fsdp), params)
 
 
 def state_specs(state: Any, params: Any, mesh_shape: Mapping[str, int], fsdp: bool) -> Any:
@@ -125,11 +122,11 @@ def state_specs(state: Any, params: Any, mesh_shape: Mapping[str, int], fsdp: bo
   """
   by_name = {}
   for path, x in jax.tree_util.tree_flatten_with_path(params)[0]:
-    name = path_name(path)
+    name = path_string(path)
     by_name[name] = (tuple(x.shape), param_spec(name, tuple(x.shape), mesh_shape, fsdp))
 
   def spec(path, x):
-    name = path_name(path)
+    name = path_string(path)
     matches = [n for n, (shape, _) in by_name.items()
                if (name == n or name.endswith("/" + n)) and tuple(x.shape) == shape]
     return by_name[max(matches, key=len)][1] if matches else P()

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from looped_jax.train import shift, shift_criteria
+from looped_jax import shift_criteria
+from looped_jax.train import shift
 
 DIP_METRIC = "accuracy"  # eval metric name (task.metrics key) behind dip and recovery
 

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 
 from looped_jax import errors
-from looped_jax.analysis import hessian
 from looped_jax.tasks import Batch, Task
-from looped_jax.train import shift_criteria
+from looped_jax import shift_criteria
 from looped_jax.train import step as step_lib
+from looped_jax.tree_paths import path_string
 
 PARTS = shift_criteria.GRAD_COSINE_PARTS  # ("qk", "all")
 _QKV = re.compile(r"(^|/)attn/qkv/(kernel|bias)$")  # fused [.., D, 3D] kernel, [.., 3D] bias
@@ -41,7 +41,7 @@ def select(grads: Any, part: str) -> list[jax.Array]:
     return [g for _, g in flat]
   out = []
   for path, g in flat:
-    if _QKV.search(hessian.path_string(path)):
+    if _QKV.search(path_string(path)):
       out.append(g[..., : 2 * g.shape[-1] // 3])  # q and k columns; v is the last third
   errors.check(bool(out), "grad_alignment.params='qk' found no 'attn/qkv' parameter in the "
                "model; use params='all'.")

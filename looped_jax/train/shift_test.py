@@ -12,7 +12,7 @@ import pytest
 
 from looped_jax import errors
 from looped_jax.train import shift
-from looped_jax.train import shift_criteria
+from looped_jax import shift_criteria
 
 PARAMS = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 0.0]]), "b": jnp.array([0.3, -0.7])}
 CURVATURE = {"w": jnp.array([[1.0, 4.0], [0.5, 2.0], [3.0, 1.5]]), "b": jnp.array([2.0, 0.25])}

@@ -29,18 +29,18 @@ import ml_collections
 import numpy as np
 
 from looped_jax import config as config_lib
-from looped_jax import distributed, models, tasks
+from looped_jax import distributed, models, run_files, tasks
 from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep
 from looped_jax.errors import ConfigError, RunStopped, check
 from looped_jax.train import checkpoint as checkpoint_lib
 from looped_jax.train import compiler
 from looped_jax.train import metrics as metrics_lib
-from looped_jax.train import optim, preemption, sharding, shift, shift_criteria, shift_run
+from looped_jax import shift_criteria
+from looped_jax.train import optim, preemption, sharding, shift, shift_run
 from looped_jax.train import shift_signals
 from looped_jax.train import step as step_lib
 from looped_jax.train import workdir as workdir_lib
 
-CONFIG_FILE = workdir_lib.CONFIG_FILE
 # Config keys that say where and how a run executes, not what it computes: a run may resume
 # under another mesh (orbax reshards the checkpoint) or other XLA options.
 PLACEMENT_KEYS = ("mesh", "xla_options")
@@ -223,7 +223,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
     if replace:
       workdir_lib.remove_run(workdir)
     os.makedirs(workdir, exist_ok=True)
-    workdir_lib.write_atomically(os.path.join(workdir, CONFIG_FILE), text)
+    workdir_lib.write_atomically(os.path.join(workdir, run_files.CONFIG), text)
   distributed.barrier("prepare_workdir:written")
 
 
@@ -424,7 +424,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   if run is not None:
     summary |= run.end_metrics()
   if primary:
-    workdir_lib.write_atomically(os.path.join(workdir, "summary.json"),
+    workdir_lib.write_atomically(os.path.join(workdir, run_files.SUMMARY),
                                  json.dumps(summary, indent=2, sort_keys=True))
   return final_eval
 
@@ -567,7 +567,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   if icl_report.applies(exp.task):  # error vs k / vs loops with baselines, JSON + PNG
     result |= icl_report.write(exp, state["params"], workdir)
   if distributed.is_primary():
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
+    with open(os.path.join(workdir, run_files.EVAL), "w") as f:
       json.dump(result, f, indent=2, sort_keys=True)
   loop_sweep.write(exp, state["params"], workdir)  # token tasks with eval.loop_sweep on
   return result
@@ -583,6 +583,6 @@ def hessian(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   latest, state = _restore_latest(exp, workdir, "hessian")
   result = {"step": latest} | exp.probe.spectrum(state["params"])
   if distributed.is_primary():
-    with open(os.path.join(workdir, landscape_tracking.RESULT_FILE), "w") as f:
+    with open(os.path.join(workdir, run_files.HESSIAN), "w") as f:
       json.dump(result, f, indent=1, sort_keys=True)
   return result

@@ -15,17 +15,11 @@ import os
 import shutil
 import tempfile
 
+from looped_jax import run_files
 from looped_jax.errors import ConfigError, check
 
-CONFIG_FILE = "config.json"
-CHECKPOINTS = "checkpoints"
-# Entries the trainer, --mode=eval/hessian and the reports write into a run's folder.
-RUN_ENTRIES = (CONFIG_FILE, CHECKPOINTS, "tensorboard", "metrics.jsonl", "spectra.jsonl",
-               "summary.json", "eval.json", "hessian.json", "icl_report.json",
-               "loop_sweep.json", "loop_sweep.png", "error_vs_k*.png", "error_vs_loops.png",
-               "spectra.png", "*.json.tmp")
-# Entries written beside the variant folders of a config with variants.
-VARIANTS_ENTRIES = ("comparison.png", "spectra.png", "error_vs_k.png", "error_vs_loops.png")
+CONFIG_FILE, CHECKPOINTS = run_files.CONFIG, run_files.CHECKPOINTS
+RUN_ENTRIES, VARIANTS_ENTRIES = run_files.RUN_ENTRIES, run_files.VARIANTS_ENTRIES
 
 
 def check_usable(workdir: str) -> None:

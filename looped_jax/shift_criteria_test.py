@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from looped_jax import errors
-from looped_jax.train import shift_criteria as sc
+from looped_jax import shift_criteria as sc
 
 
 def first_fire(criterion, signals, steps, start=1):

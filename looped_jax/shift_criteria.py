@@ -1,4 +1,6 @@
-"""When to switch SHIFT stages: small host-side state machines (docs/papers.md, "Gong et al.").
+"""SHIFT's policy without jax: the stages (`ShiftSchedule`) and when to switch between them,
+as small host-side state machines (docs/papers.md, "Gong et al."). The optax side is
+train/shift.py; config validation parses schedules here without importing train/.
 
 Each criterion is a frozen dataclass holding its settings and its running state. The
 trainer calls, after every optimizer update,
@@ -288,3 +290,84 @@ def _check_float(name, value, *, low=None, high=None):
   bounds = f" in [{low}, {high}]" if low is not None and high is not None else (
       f" >= {low}" if low is not None else "")
   errors.check(ok, f"{name}={value!r} must be a finite number{bounds}.")
+
+
+MOMENTS = ("keep", "reset")  # what a switch does to Adam's moments (train/shift.py)
+LR_MODES = ("keep", "rewarm")  # and to the learning-rate schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftSchedule:
+  """What SHIFT does: loop count per stage, when to switch, and how.
+
+  Attributes:
+    loops: loop count of each stage, e.g. (1, 3) or (1, 2, 4).
+    criteria: a fresh criterion for each transition; criteria[k] decides k -> k+1.
+    moments: "keep" | "reset", passed to `switch_stage`.
+    lr: "keep" | "rewarm", passed to `switch_stage`.
+  """
+
+  loops: tuple[int, ...]
+  criteria: tuple[Criterion, ...]
+  moments: str = "keep"
+  lr: str = "keep"
+
+  @property
+  def num_stages(self) -> int:
+    return len(self.loops)
+
+  @classmethod
+  def from_dict(cls, d: Any, *, total_steps: int | None = None,
+                key: str = "shift") -> ShiftSchedule:
+    """Parses {"loops", "criterion", "moments", "lr"} (a dict or ml_collections ConfigDict).
+
+    `criterion` is one settings dict {"kind": ..., ...} used for every transition, or a
+    list with one per transition. `total_steps` fills `budget_fraction`'s total_steps
+    when the dict leaves it out.
+
+    Raises:
+      errors.ConfigError (a ValueError) naming the key and the allowed values.
+    """
+    d = _plain(d)
+    errors.check(isinstance(d, dict), f"{key} must be a dict, got {type(d).__name__}.")
+    for name in d:
+      errors.check_choice(f"{key} key", name, ("loops", "criterion", "moments", "lr"))
+    errors.check("loops" in d, f"{key}.loops is required, e.g. (1, 3).")
+    loops = d["loops"]
+    errors.check(
+        isinstance(loops, (list, tuple)) and len(loops) >= 2 and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in loops),
+        f"{key}.loops={loops!r} must list at least two loop counts >= 1, e.g. (1, 3).")
+    moments, lr = d.get("moments", "keep"), d.get("lr", "keep")
+    errors.check_choice(f"{key}.moments", moments, MOMENTS)
+    errors.check_choice(f"{key}.lr", lr, LR_MODES)
+
+    errors.check("criterion" in d, f"{key}.criterion is required, e.g. {{'kind': 'scp'}}; "
+                 f"kinds: {', '.join(KINDS)}.")
+    specs = d["criterion"]
+    if isinstance(specs, dict):
+      specs = [specs] * (len(loops) - 1)
+    errors.check(
+        isinstance(specs, list) and len(specs) == len(loops) - 1
+        and all(isinstance(s, dict) for s in specs),
+        f"{key}.criterion must be one dict or a list of {len(loops) - 1} dicts "
+        f"(one per transition), got {specs!r}.")
+    criteria = []
+    for k, spec in enumerate(specs):
+      if spec.get("kind") == "budget_fraction" and "total_steps" not in spec:
+        errors.check(total_steps is not None, f"{key}.criterion[{k}].total_steps is required "
+                     "for kind='budget_fraction' (or pass the run's total_steps).")
+        spec = {**spec, "total_steps": total_steps}
+      criteria.append(from_dict(spec, key=f"{key}.criterion[{k}]", state=False))
+    return cls(loops=tuple(loops), criteria=tuple(criteria), moments=moments, lr=lr)
+
+
+def _plain(x):
+  """ConfigDicts, mappings and sequences as plain dicts and lists."""
+  if hasattr(x, "to_dict"):
+    x = x.to_dict()
+  if isinstance(x, Mapping):
+    return {k: _plain(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_plain(v) for v in x]
+  return x

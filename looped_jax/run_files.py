@@ -1,0 +1,23 @@
+"""The names of everything a run writes into its folder (one owner for each name).
+
+No jax here: workdir rules, the report and the writers all import these names.
+"""
+
+CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+METRICS = "metrics.jsonl"          # {"step", scalar...} per log step (train/metrics.py)
+SPECTRA = "spectra.jsonl"          # {"step", "loops", "subset", "eigenvalues"} (hessian.track)
+SUMMARY = "summary.json"           # the end of a training run: steps, time, final eval
+EVAL = "eval.json"                 # --mode=eval's metrics
+HESSIAN = "hessian.json"           # --mode=hessian's spectrum
+ICL_REPORT = "icl_report.json"     # error vs k and vs loops with baselines (analysis/icl_report)
+LOOP_SWEEP = "loop_sweep.json"     # accuracy vs test-time loops (analysis/loop_sweep)
+
+# Entries the trainer, --mode=eval/hessian and the reports write into a run's folder
+# (glob patterns; `--overwrite` deletes a folder only when every entry matches one).
+RUN_ENTRIES = (CONFIG, CHECKPOINTS, TENSORBOARD, METRICS, SPECTRA, SUMMARY, EVAL, HESSIAN,
+               ICL_REPORT, LOOP_SWEEP, "loop_sweep.png", "error_vs_k*.png",
+               "error_vs_loops.png", "spectra.png", "*.json.tmp")
+# Entries written beside the variant folders of a config with variants.
+VARIANTS_ENTRIES = ("comparison.png", "spectra.png", "error_vs_k.png", "error_vs_loops.png")
