@@ -21,7 +21,7 @@ from common import write_result  # noqa: E402
 
 from looped_jax import tasks  # noqa: E402
 from looped_jax.config import base_config  # noqa: E402
-from looped_jax.train import trainer  # noqa: E402
+from looped_jax.train import build  # noqa: E402
 
 
 def compile_seconds(block: str, d_model: int, loops: int, repeats: int) -> float:
@@ -31,7 +31,7 @@ def compile_seconds(block: str, d_model: int, loops: int, repeats: int) -> float
     c.task = tasks.default_config("markov", vocab=16, length=32)
     c.model.update(block=block, d_model=d_model, num_heads=4, num_loops=loops)
     c.mesh.data = 1
-    exp = trainer.Experiment.build(c, devices=jax.devices()[:1])
+    exp = build.Experiment.build(c, devices=jax.devices()[:1])
     state = jax.eval_shape(exp.initial_state)
     batch = jax.eval_shape(lambda: exp.task.sample(jax.random.key(0), c.train.batch_size, 0))
     jax.clear_caches()  # a fresh compilation every repeat

@@ -23,7 +23,8 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import write_result  # noqa: E402
 
-from looped_jax.train import experiment, trainer  # noqa: E402
+from looped_jax.train import experiment  # noqa: E402
+from looped_jax.train import build  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                       "yang_icl.py")
@@ -56,7 +57,7 @@ def main():
   result = {"sample_ms": {}, "batch_size": 64}
   key = jax.random.key(0)
   for task in TASKS:
-    exp = trainer.Experiment.build(experiment.expand(load_config(f"{task}:looped"))["looped"])
+    exp = build.Experiment.build(experiment.expand(load_config(f"{task}:looped"))["looped"])
     sample = exp.sampler(exp.config.train.batch_size)
     seconds = median_seconds(lambda i: sample(jax.random.fold_in(key, i), STEP), args.repeats)
     result["sample_ms"][task] = round(1e3 * seconds, 4)
@@ -64,7 +65,7 @@ def main():
   for name, cfg in experiment.expand(load_config("linear_regression")).items():
     if name == "looped_no_inject":
       continue
-    exp = trainer.Experiment.build(cfg)
+    exp = build.Experiment.build(cfg)
     batch = exp.sampler(cfg.train.batch_size)(key, STEP)
     step = exp.train_step(cfg.model.num_loops)
     holder = {"state": exp.initial_state()}

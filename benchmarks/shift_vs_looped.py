@@ -32,6 +32,7 @@ import jax
 
 from looped_jax import jsonl, run_files
 from looped_jax.train import experiment, shift, trainer
+from looped_jax.train import build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +54,7 @@ def load_config(spec: str, steps: int | None):
 def step_seconds(config, loops: int, stage: int, repeats: int) -> float:
   """Mean seconds per SHIFT train step of stage `stage` (at `loops`) over `repeats` steps on
   one fixed batch, after one warm-up (compiling) step."""
-  exp = trainer.Experiment.build(config, devices=jax.devices()[:1])
+  exp = build.Experiment.build(config, devices=jax.devices()[:1])
   state = exp.initial_state()
   if stage:  # the stage-k step expects a state in stage k
     state["opt_state"] = jax.device_put(shift.switch_stage(state["opt_state"], stage),
@@ -90,7 +91,7 @@ def main():
   parser.add_argument("--time_only", action="store_true", help="only the step times")
   args = parser.parse_args()
   runs = experiment.expand(load_config(args.config, args.steps))
-  schedule = trainer.Experiment.build(runs["shift"]).schedule
+  schedule = build.Experiment.build(runs["shift"]).schedule
   step_ms = {str(n): 1000 * step_seconds(runs["shift"], n, k, args.time_repeats)
              for k, n in enumerate(schedule.loops)}
   result = {"benchmark": "shift_vs_looped", "config": args.config,

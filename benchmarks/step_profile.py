@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import jax  # noqa: E402
 
 import step_throughput as st  # noqa: E402
-from looped_jax.train import trainer  # noqa: E402
+from looped_jax.train import build  # noqa: E402
 
 CONTAINERS = ("while", "ThunkExecutor", "SlinkyThreadPool", "conditional", "call")
 
@@ -46,7 +46,7 @@ def main():
   parser.add_argument("--by_shape", action="store_true", help="group by kind and output shape")
   args = parser.parse_args()
   cfg = st.yang_config(args)
-  exp = trainer.Experiment.build(cfg, devices=jax.devices()[:1])
+  exp = build.Experiment.build(cfg, devices=jax.devices()[:1])
   state = exp.initial_state()
   batch = exp.sampler(args.batch)(jax.random.key(0), 0)
   step = exp.train_step(cfg.model.num_loops).lower(state, batch).compile()

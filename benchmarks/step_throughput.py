@@ -8,7 +8,7 @@
 The model is built from configs/yang_linear_regression.py (looped: one GPT-2 block applied
 --loops times with input injection, position embedding and ln_f inside every loop, loss on the
 read-outs of the last --window loops; standard: its `standard` variant, --layers blocks applied
-once) with the sizes above, and timed through `trainer.Experiment.train_step`, the jitted step
+once) with the sizes above, and timed through `build.Experiment.train_step`, the jitted step
 that training uses (forward, backward, Adam update, donated state). The defaults are the
 reference configuration of docs/performance.md: d=256, 8 heads, 1 layer x 20 loops, window 10,
 batch 64, 41 points of dimension 20 (82 tokens).
@@ -44,7 +44,7 @@ from common import write_result  # noqa: E402
 from looped_jax import config as config_lib  # noqa: E402
 from looped_jax import models  # noqa: E402
 from looped_jax.models import flops  # noqa: E402
-from looped_jax.train import trainer  # noqa: E402
+from looped_jax.train import build  # noqa: E402
 
 MEMORY_LOOPS = (8, 64)
 
@@ -97,7 +97,7 @@ def yang_config(args):
   return c
 
 
-def step_flops(exp: trainer.Experiment, loops: int) -> int:
+def step_flops(exp: build.Experiment, loops: int) -> int:
   spec = models.ModelSpec.from_config(exp.config.model, exp.task)
   t = exp.config.train
   return flops.train_step(spec, t.batch_size, exp.task.seq_len, loops, t.grad_loops, t.loss_on)
@@ -129,7 +129,7 @@ def run_steps(step_fn, args) -> dict:
   return {"times": [w for w, _ in pairs], "cpu_times": [c for _, c in pairs]}
 
 
-def time_steps(exp: trainer.Experiment, loops: int, args) -> dict:
+def time_steps(exp: build.Experiment, loops: int, args) -> dict:
   """Times the compiled step (after compile + warm-up) on one fixed on-device batch."""
   step = exp.train_step(loops)
   state = exp.initial_state()
@@ -183,7 +183,7 @@ def memory(args) -> dict:
     for loops in MEMORY_LOOPS:
       c = yang_config(argparse.Namespace(**{**vars(args), "remat": remat, "loops": loops,
                                             "window": window or loops}))
-      exp = trainer.Experiment.build(c, devices=jax.devices()[:1])
+      exp = build.Experiment.build(c, devices=jax.devices()[:1])
       state = jax.eval_shape(exp.initial_state)
       batch = jax.eval_shape(lambda: exp.task.sample(jax.random.key(0), args.batch, 0))
       m = exp.train_step(loops).lower(state, batch).compile().memory_analysis()
@@ -212,7 +212,7 @@ def main():
   parser.add_argument("--save", default="", help="write benchmarks/results/SAVE.json")
   args = parser.parse_args()
   cfg = yang_config(args)
-  exp = trainer.Experiment.build(cfg, devices=jax.devices()[:1])
+  exp = build.Experiment.build(cfg, devices=jax.devices()[:1])
   loops = cfg.model.num_loops
   gflop = step_flops(exp, loops) / 1e9
   result = {"framework": "jax", "jax": jax.__version__, "device": jax.devices()[0].device_kind,

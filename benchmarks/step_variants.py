@@ -49,7 +49,7 @@ import jax.numpy as jnp  # noqa: E402
 import step_throughput as st  # noqa: E402
 from common import write_result  # noqa: E402
 from looped_jax.models import layers  # noqa: E402
-from looped_jax.train import trainer  # noqa: E402
+from looped_jax.train import build  # noqa: E402
 
 
 def _split_heads(attn, x):
@@ -134,7 +134,7 @@ def compile_variant(args, name):
                                              "unroll": -1, "xla_options": xla_options,
                                              **overrides}))
   cfg.mesh.data = devices
-  exp = trainer.Experiment.build(cfg, devices=jax.devices()[:devices])
+  exp = build.Experiment.build(cfg, devices=jax.devices()[:devices])
   state = exp.initial_state()
   batch = exp.sampler(args.batch)(jax.random.key(0), 0)
   attention_fns = [ATTENTION[part] for part in parts if ATTENTION.get(part)]

@@ -11,8 +11,8 @@ import os
 from typing import Callable
 
 import pytest
-
 from helpers import tiny_config
+
 from looped_jax import config as config_lib
 from looped_jax.errors import ConfigError
 from looped_jax.train import experiment
@@ -122,17 +122,17 @@ def test_workdir_problem_is_one_sentence_and_changes_nothing(tmp_path, name):
 
 
 def test_overwrite_replaces_a_run_it_wrote_and_variant_folders_of_runs(tmp_path):
-  from looped_jax.train import trainer
+  from looped_jax.train import workdir as workdir_lib
   config = tiny_config()
   other = fake_run(tmp_path / "run", tiny_config(model={"d_model": 32}), **{"summary.json": "{}"})
-  trainer.prepare_workdir(other, config, overwrite=True)
+  workdir_lib.prepare(other, config, overwrite=True)
   assert sorted(os.listdir(other)) == ["config.json"]
   variants = tmp_path / "variants"
   fake_run(variants / "a"), fake_run(variants / "b"), _write(str(variants / "comparison.png"), "")
-  trainer.prepare_workdir(str(variants), config, overwrite=True)
+  workdir_lib.prepare(str(variants), config, overwrite=True)
   assert sorted(os.listdir(variants)) == ["config.json"]
   same = fake_run(tmp_path / "same", config)  # the same config resumes: nothing deleted
-  trainer.prepare_workdir(same, config, overwrite=True)
+  workdir_lib.prepare(same, config, overwrite=True)
   assert sorted(os.listdir(same)) == ["checkpoints", "config.json", "metrics.jsonl"]
 
 
@@ -148,7 +148,7 @@ TORN_ROWS = {  # file content -> records kept on resume at step 20
 @pytest.mark.parametrize("file", ["metrics.jsonl", "spectra.jsonl"])
 @pytest.mark.parametrize("name", sorted(TORN_ROWS))
 def test_a_torn_last_line_is_dropped_with_one_warning_on_resume(tmp_path, capsys, name, file):
-  from looped_jax.analysis import landscape_tracking
+  from looped_jax import jsonl
   from looped_jax.train import metrics
   text, kept = TORN_ROWS[name]
   path = tmp_path / file
@@ -156,7 +156,7 @@ def test_a_torn_last_line_is_dropped_with_one_warning_on_resume(tmp_path, capsys
   if file == "metrics.jsonl":
     metrics.MetricWriter(str(tmp_path), resume_step=20).close()
   else:
-    landscape_tracking.SpectraWriter(str(tmp_path), resume_step=20)
+    jsonl.Log(str(path), resume_step=20, create=False)  # SpectraHook's log
   records = [json.loads(line) for line in path.read_text().splitlines()]
   assert len(records) == kept and path.read_text().endswith("\n")
   warnings = capsys.readouterr().err.strip().splitlines()
@@ -233,11 +233,11 @@ DAMAGE_ROWS = {
 @pytest.mark.parametrize("name", sorted(DAMAGE_ROWS))
 def test_a_damaged_latest_checkpoint_is_reported_once_and_the_one_before_restored(
     trained, tmp_path, name):
-  from looped_jax.train import checkpoint, trainer
+  from looped_jax.train import build, checkpoint
   run = _copy(trained, tmp_path)
   DAMAGE_ROWS[name](os.path.join(run, "checkpoints", "20"))
   before = snapshot(tmp_path)
-  exp = trainer.Experiment.build(tiny_config(train=RUN_TRAIN))
+  exp = build.Experiment.build(tiny_config(train=RUN_TRAIN))
   ckpt = checkpoint.Checkpointer(os.path.join(run, "checkpoints"), create=False)
   warnings = []
   step, state, meta = ckpt.restore_newest_intact(exp.initial_state(), set_aside=False,
@@ -289,8 +289,10 @@ def test_eval_falls_back_to_the_newest_intact_checkpoint(trained, tmp_path):
 def test_a_failed_save_stops_the_run_at_once_keeping_the_last_good_checkpoint(
     tmp_path, monkeypatch, when):
   import errno
+
   import orbax.checkpoint as ocp
   from helpers import metric_records
+
   from looped_jax.errors import RunStopped
   save, failed = ocp.CheckpointManager.save, []
 
@@ -325,10 +327,12 @@ def test_a_signal_saves_at_the_next_step_and_the_resumed_run_equals_an_uninterru
   the metrics of steps 6-8 and stops; the rerun's step-10 line averages steps 6-10 as the
   uninterrupted run's does."""
   import signal
+
   from helpers import metric_records
+
   from looped_jax.errors import RunStopped
-  from looped_jax.train import trainer
-  sampler = trainer.Experiment.sampler
+  from looped_jax.train import build
+  sampler = build.Experiment.sampler
 
   def sampler_that_signals(exp, batch_size):
     sample = sampler(exp, batch_size)
@@ -341,7 +345,7 @@ def test_a_signal_saves_at_the_next_step_and_the_resumed_run_equals_an_uninterru
 
   run = str(tmp_path / "run")
   with monkeypatch.context() as patch:
-    patch.setattr(trainer.Experiment, "sampler", sampler_that_signals)
+    patch.setattr(build.Experiment, "sampler", sampler_that_signals)
     with pytest.raises(RunStopped, match=f"stopped by {signum} at step 8, with a checkpoint of "
                        "that step saved; rerun the same command to resume") as raised:
       experiment.run(tiny_config(train=RUN_TRAIN), run)
@@ -357,6 +361,7 @@ def test_ctrl_c_on_the_command_line_is_one_line_saying_how_to_resume(tmp_path):
   import subprocess
   import sys
   import time
+
   from helpers import REPO, TINY
   workdir = tmp_path / "run"
   proc = subprocess.Popen(
@@ -424,6 +429,7 @@ CONFIGS = sorted(os.path.basename(p) for p in
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_config_refuses_an_unknown_arg(name):
   from helpers import REPO
+
   from looped_jax import config_file
   with pytest.raises(ConfigError, match="nonsense") as raised:
     config_file.load(os.path.join(REPO, "configs", name) + ":nonsense")
@@ -504,8 +510,8 @@ def test_an_override_no_variant_sets_applies_to_every_variant():
 
 
 def test_zero_steps_with_variants_trains_nothing_and_draws_no_empty_plot(tmp_path, monkeypatch):
-  from looped_jax.train import trainer
-  monkeypatch.setattr(trainer.Experiment, "evaluate", lambda exp, params: {})  # no compiles
+  from looped_jax.train import build
+  monkeypatch.setattr(build.Experiment, "evaluate", lambda exp, params: {})  # no compiles
   config = quickstart_like()
   config.train.num_steps = 0
   results = experiment.run(config, str(tmp_path))

@@ -1,5 +1,5 @@
-"""Hessian tracking in the trainer (spectra.jsonl, hessian/... metrics, exact resume) and
---mode=hessian (hessian.json), on one tiny run."""
+"""Hessian tracking in the train loop through its hook (spectra.jsonl, hessian/... metrics,
+exact resume) and --mode=hessian (hessian.json), on one tiny run."""
 
 import json
 import os
@@ -19,7 +19,8 @@ def test_tracking_resumes_exactly_and_mode_hessian_matches(tmp_path):
                        hessian={"every": 10, "subset": "layers/attn/out", "probe_batch_size": 8})
   config.task.length = 8
   full = str(tmp_path / "full")
-  trainer.train(config, full, quiet=True)
+  hooks = experiment.train_hooks(config)
+  trainer.train(config, full, quiet=True, hooks=hooks)
   spectra = [json.loads(line) for line in open(os.path.join(full, "spectra.jsonl"))]
   assert [r["step"] for r in spectra] == [10, 20]
   assert all(r["loops"] == 3 and r["subset"] == "layers/attn/out" for r in spectra)
@@ -32,7 +33,8 @@ def test_tracking_resumes_exactly_and_mode_hessian_matches(tmp_path):
   resumed = str(tmp_path / "resumed")
   shutil.copytree(full, resumed)
   shutil.rmtree(os.path.join(resumed, "checkpoints", "20"))
-  trainer.train(config, resumed, quiet=True)
+  trainer.train(config, resumed, quiet=True,
+                hooks=experiment.train_hooks(config))  # fresh hooks, as a new process has
   assert metric_records(resumed) == metric_records(full)
   with open(os.path.join(full, "spectra.jsonl")) as a, open(os.path.join(resumed, "spectra.jsonl")) as b:
     assert a.read() == b.read()

@@ -54,8 +54,8 @@ def test_eval_mode_writes_the_loop_sweep(tmp_path):
   assert fp["spectral_radius"]["num_finite"] == 2
 
   # The curve scores the model itself: rebuild the sweep's training-setting batch and compare.
-  exp = experiment.trainer.Experiment.build(config)
-  _, state = experiment.trainer._restore_latest(exp, workdir)
+  exp = experiment.build.Experiment.build(config)
+  _, state = experiment.trainer.restore_latest(exp, workdir)
   batch = tasks.get(config.task).sample(
       jax.random.fold_in(jax.random.key(config.eval_seed), loop_sweep.SWEEP_SEED_OFFSET), 16)
   out = models.apply(exp.graphdef, state["params"], batch["inputs"], 2)
@@ -67,7 +67,7 @@ def test_timestep_models_skip_exit_and_diagnostics():
   config = _config(timestep=True)
   config.eval.loop_sweep.tasks = {}
   config.eval.loop_sweep.diagnose_settings = ()
-  exp = experiment.trainer.Experiment.build(config)
+  exp = experiment.build.Experiment.build(config)
   entry = loop_sweep.sweep(exp, exp.params)["settings"]["train"]  # initial parameters
   assert "skipped" in entry["fixed_point"] and "skipped" in entry["adaptive_exit"]
   assert len(entry["token_accuracy"]) == 6
@@ -77,7 +77,7 @@ def test_rope_models_sweep_past_their_training_length():
   config = _config(position="rope", max_len=8)  # no learned slots: max_len limits nothing
   config.eval.loop_sweep.diagnose_settings = ()
   config.eval.loop_sweep.diagnose_examples = 0
-  exp = experiment.trainer.Experiment.build(config)
+  exp = experiment.build.Experiment.build(config)
   result = loop_sweep.sweep(exp, exp.params)
   assert result["settings"]["bits12"]["seq_len"] == 12
   assert len(result["settings"]["bits12"]["sequence_accuracy"]) == 6

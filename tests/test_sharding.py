@@ -9,7 +9,9 @@ import pytest
 
 from helpers import tiny_config
 from looped_jax.errors import ConfigError
-from looped_jax.train import checkpoint, trainer
+from looped_jax.train import checkpoint
+from looped_jax.train import build
+from looped_jax.train import workdir as workdir_lib
 
 MESHES = {
     "data": {"data": 8},
@@ -22,7 +24,7 @@ MESHES = {
 def _experiment(mesh):
   config = tiny_config(mesh=mesh, train={"batch_size": 16})
   config.model.update(block="gpt2", num_loops=2)  # attention and MLP: every TP split
-  return trainer.Experiment.build(config)
+  return build.Experiment.build(config)
 
 
 def _losses(exp, steps=2):
@@ -77,14 +79,14 @@ def test_checkpoint_restores_under_another_mesh(tmp_path, data_parallel):
 
 def test_workdir_resumes_under_another_mesh_but_not_another_model(tmp_path):
   config = tiny_config(mesh={"data": 8})
-  trainer.prepare_workdir(str(tmp_path), config, overwrite=False)
+  workdir_lib.prepare(str(tmp_path), config, overwrite=False)
   moved = tiny_config(mesh={"data": 4, "model": 2, "fsdp": True})
-  trainer.prepare_workdir(str(tmp_path), moved, overwrite=False)
+  workdir_lib.prepare(str(tmp_path), moved, overwrite=False)
   assert json.loads((tmp_path / "config.json").read_text())["mesh"]["model"] == 2
   other = tiny_config(mesh={"data": 8})
   other.model.d_model = 32
   with pytest.raises(ConfigError, match="model.d_model"):
-    trainer.prepare_workdir(str(tmp_path), other, overwrite=False)
+    workdir_lib.prepare(str(tmp_path), other, overwrite=False)
 
 
 def test_host_devices_splits_the_cpu_for_a_new_process(tmp_path):

@@ -11,6 +11,7 @@ from helpers import REPO, metric_records, tiny_config
 from looped_jax import config as config_lib
 from looped_jax.errors import ConfigError
 from looped_jax.train import checkpoint, experiment, trainer
+from looped_jax.train import build
 
 SHORT = {"num_steps": 12, "log_every": 1, "checkpoint_every": 12}
 
@@ -103,7 +104,7 @@ def test_resume_from_stage_1_and_stage_2_checkpoints_is_exact(tmp_path):
       if d.isdigit() and int(d) > resume_at:
         shutil.rmtree(os.path.join(ckpts, d))
     ckpt = checkpoint.Checkpointer(ckpts)
-    _, meta = ckpt.restore(resume_at, trainer.Experiment.build(config).initial_state())
+    _, meta = ckpt.restore(resume_at, build.Experiment.build(config).initial_state())
     ckpt.close()
     assert meta["shift"]["stage"] == stage
     assert trainer.train(config, workdir, quiet=True) == final

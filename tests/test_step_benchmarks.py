@@ -63,9 +63,9 @@ def test_standard_model_runs_its_layers_once():
                     reason="the optional `torch` extra is not installed")
 def test_torch_baseline_counts_the_same_flops():
   import jax
-  from looped_jax.train import trainer
+  from looped_jax.train import build
   step_throughput = import_step_throughput()
-  exp = trainer.Experiment.build(step_throughput.yang_config(parse(TINY)),
+  exp = build.Experiment.build(step_throughput.yang_config(parse(TINY)),
                                  devices=jax.devices()[:1])
   torch_result = run("torch_step.py", *TINY)
   assert torch_result["gflop_per_step"] == step_throughput.step_flops(exp, 3) / 1e9

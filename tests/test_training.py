@@ -17,6 +17,7 @@ from helpers import REPO, TINY, metric_records, tiny_config
 from looped_jax import tasks
 from looped_jax.tasks.markov import MarkovLanguage
 from looped_jax.train import checkpoint, trainer
+from looped_jax.train import build
 
 
 def test_eight_devices_match_one(tmp_path):
@@ -74,7 +75,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     trainer.train(config, str(tmp_path), quiet=True)
   ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"))
   assert ckpt.latest_step() == 20
-  exp = trainer.Experiment.build(config)
+  exp = build.Experiment.build(config)
   state, meta = ckpt.restore(20, exp.initial_state())
   ckpt.close()
   assert meta["step"] == 20

@@ -10,8 +10,9 @@ sees the same sequences, so spectra are comparable over training and between mod
   method "lanczos"  top-k Ritz values from `num_iters` float32 HVP Lanczos steps.
 
 `hessian.subset` (a regex on '/'-joined param paths, "" = all) restricts H to a diagonal
-block, e.g. "layers/attn" for the attention block of Gong's toy. Used by the trainer every
-`hessian.every` steps and by `--mode=hessian` on the latest checkpoint.
+block, e.g. "layers/attn" for the attention block of Gong's toy. Used by the train loop
+through `SpectraHook` every `hessian.every` steps and by `--mode=hessian` on the latest
+checkpoint.
 """
 
 from __future__ import annotations
@@ -104,17 +105,29 @@ class Probe:
             "paths": list(op.paths), "eigenvalues": evals.tolist(), "metrics": metrics}
 
 
-class SpectraWriter:
-  """Appends {"step", "loops", "subset", "eigenvalues"} to workdir/spectra.jsonl; on resume
-  drops records past `resume_step`, as MetricWriter does, so resumed files equal fresh ones."""
+class SpectraHook:
+  """The train-loop hook (train/hooks.py) of hessian.every: at those steps and the last, the
+  probe's spectrum goes to spectra.jsonl ({"step", "loops", "subset", "eigenvalues"}; cut
+  back to the resume step, so resumed files equal fresh ones) and its river/valley metrics
+  to metrics.jsonl as hessian/...."""
 
-  def __init__(self, workdir: str, resume_step: int = 0):
-    self.log = jsonl.Log(os.path.join(workdir, run_files.SPECTRA), resume_step, create=False)
+  def start(self, exp, workdir: str, step: int, primary: bool) -> None:
+    self.every, self.probe = exp.config.hessian.every, Probe(exp)
+    path = os.path.join(workdir, run_files.SPECTRA)
+    self.log = jsonl.Log(path, step, create=False) if primary else None
 
-  def write(self, step: int, result: dict[str, Any]) -> None:
-    record = {"step": int(step), "loops": result["loops"], "subset": result["subset"],
-              "eigenvalues": result["eigenvalues"]}
-    self.log.append(record)
+  def due(self, step: int, last: bool) -> bool:
+    return bool(self.every) and (step % self.every == 0 or last)
+
+  def __call__(self, step: int, params: Any) -> dict[str, float]:
+    result = self.probe.spectrum(params)
+    if self.log is not None:
+      self.log.append({"step": int(step), "loops": result["loops"], "subset": result["subset"],
+                       "eigenvalues": result["eigenvalues"]})
+    return metric_scalars(result)
+
+  def close(self) -> None:
+    pass
 
 
 def metric_scalars(result: dict[str, Any]) -> dict[str, float]:

@@ -17,7 +17,7 @@ from looped_jax import models  # noqa: E402
 from looped_jax.analysis import hessian as hessian_lib  # noqa: E402
 from looped_jax.analysis import landscape_tracking  # noqa: E402
 from looped_jax.errors import ConfigError  # noqa: E402
-from looped_jax.train import trainer  # noqa: E402
+from looped_jax.train import build  # noqa: E402
 
 
 def tiny(num_loops: int, **hessian):
@@ -29,14 +29,14 @@ def tiny(num_loops: int, **hessian):
 
 @pytest.fixture(scope="module")
 def looped():
-  return trainer.Experiment.build(tiny(3))  # the task's calibration is paid once
+  return build.Experiment.build(tiny(3))  # the task's calibration is paid once
 
 
 def variant(exp, config):
   """exp with another config and a model built from it (same task, probe batch)."""
   graphdef, params = models.build(config.model, exp.task, config.seed)
   other = dataclasses.replace(exp, config=config, graphdef=graphdef, params=params)
-  return landscape_tracking.Probe(other, batch=exp.probe.batch), params
+  return landscape_tracking.Probe(other, batch=landscape_tracking.Probe(exp).batch), params
 
 
 def dense(probe, params, loops, subset=None):
@@ -51,7 +51,7 @@ def test_looped_at_one_loop_has_the_single_layer_hessian(looped):
   params = looped.params  # same seed and shapes: one param tree for both
   assert jax.tree.all(jax.tree.map(np.array_equal, params, single_params))
   dim = models.count_params(params["layers"])
-  h_looped = dense(looped.probe, params, 1, "layers")  # the whole layer stack, float64
+  h_looped = dense(landscape_tracking.Probe(looped), params, 1, "layers")  # the whole layer stack, float64
   h_single = dense(single, params, 1, "layers")
   assert h_looped.dtype == np.float64 and h_looped.shape == (dim, dim)
   scale = np.abs(h_single).max()

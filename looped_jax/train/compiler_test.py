@@ -6,7 +6,9 @@ import pytest
 
 from looped_jax.config import base_config
 from looped_jax.errors import ConfigError
-from looped_jax.train import compiler, trainer
+from looped_jax.train import compiler
+from looped_jax.train import build
+from looped_jax.train import workdir as workdir_lib
 
 YNN_OFF = "xla_cpu_experimental_ynn_fusion_type="
 
@@ -29,13 +31,13 @@ def test_xla_refuses_unknown_flags_and_values(options, named):
     compiler.check(options)
 
 
-def _experiment(xla_options: str) -> trainer.Experiment:
+def _experiment(xla_options: str) -> build.Experiment:
   c = base_config()
   c.task = {"name": "prefix_sums", "n_bits": 8}
   c.model.update(d_model=16, num_heads=2, num_loops=2)
   c.train.batch_size = 8
   c.xla_options = xla_options
-  return trainer.Experiment.build(c, devices=jax.devices()[:1])
+  return build.Experiment.build(c, devices=jax.devices()[:1])
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the flag is XLA:CPU's")
@@ -57,9 +59,9 @@ def test_options_reach_the_compiled_step_and_keep_the_losses():
 def test_a_run_resumes_under_other_xla_options(tmp_path):
   c = base_config()
   c.xla_options = ""
-  trainer.prepare_workdir(str(tmp_path), c, overwrite=False)
+  workdir_lib.prepare(str(tmp_path), c, overwrite=False)
   c.xla_options = YNN_OFF
-  trainer.prepare_workdir(str(tmp_path), c, overwrite=False)  # same run: accepted
+  workdir_lib.prepare(str(tmp_path), c, overwrite=False)  # same run: accepted
   c.seed += 1
   with pytest.raises(ConfigError, match="different config"):
-    trainer.prepare_workdir(str(tmp_path), c, overwrite=False)
+    workdir_lib.prepare(str(tmp_path), c, overwrite=False)

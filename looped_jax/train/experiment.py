@@ -1,17 +1,23 @@
-"""Runs a config: one run, or several variants side by side followed by a comparison plot."""
+"""Runs a config in a mode: one run, or several variants side by side and their comparison plots.
+
+The top of the flow config -> experiment -> train loop -> step: it expands variants, gives the
+train loop the analysis hooks a config asks for, and runs --mode=eval (eval metrics, the ICL
+report, loop sweeps) and --mode=hessian on a trained workdir.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import ml_collections
 
 from looped_jax import config as config_lib
-from looped_jax import distributed, errors
-from looped_jax.analysis import icl_report, report
+from looped_jax import distributed, errors, run_files
+from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep, report
 from looped_jax.errors import ConfigError
-from looped_jax.train import sharding, trainer
+from looped_jax.train import build, sharding, trainer
 from looped_jax.train import workdir as workdir_lib
 
 
@@ -83,7 +89,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, mode: str, overwrite: 
                       "has one device count, so give every variant the same value.")
   sharding.use_host_devices(host_devices.pop())
   for cfg in runs.values():  # all variants valid before any workdir is touched
-    trainer.Experiment.build(cfg)
+    build.Experiment.build(cfg)
   if mode in ("eval", "hessian"):  # and every variant trained, before any result is written
     for name in runs:
       workdir_lib.check_has_run(os.path.join(workdir, name) if name else workdir, mode)
@@ -91,11 +97,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str, mode: str, overwrite: 
   for name, cfg in runs.items():
     path = os.path.join(workdir, name) if name else workdir
     if mode == "train":
-      results[name] = trainer.train(cfg, path, overwrite=overwrite, prefix=f"[{name}] " if name else "")
+      results[name] = trainer.train(cfg, path, overwrite=overwrite,
+                                    prefix=f"[{name}] " if name else "", hooks=train_hooks(cfg))
     elif mode == "eval":
-      results[name] = trainer.evaluate(cfg, path)
+      results[name] = evaluate(cfg, path)
     else:
-      results[name] = trainer.hessian(cfg, path)
+      results[name] = hessian(cfg, path)
       if distributed.is_primary():
         print(f"{name or 'run'}: {_spectrum_line(results[name])}", flush=True)
   dirs = {n: os.path.join(workdir, n) for n in runs} if len(runs) > 1 else {"": workdir}
@@ -112,6 +119,40 @@ def _run(config: ml_collections.ConfigDict, workdir: str, mode: str, overwrite: 
     png = report.plot_spectra(dirs, os.path.join(workdir, "spectra.png"))
     print(f"spectra plot: {png}", flush=True)
   return results
+
+
+def train_hooks(config: ml_collections.ConfigDict) -> list:
+  """The analyses a config asks the train loop to run (train/hooks.py)."""
+  return [landscape_tracking.SpectraHook()] if config.hessian.every else []
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Evaluates the latest checkpoint in `workdir`; writes eval.json there."""
+  exp = build.Experiment.build(config)
+  latest, state = trainer.restore_latest(exp, workdir, "eval")
+  result = {"step": latest} | exp.evaluate(state["params"])
+  if icl_report.applies(exp.task):  # error vs k / vs loops with baselines, JSON + PNG
+    result |= icl_report.write(exp, state["params"], workdir)
+  if distributed.is_primary():
+    with open(os.path.join(workdir, run_files.EVAL), "w") as f:
+      json.dump(result, f, indent=2, sort_keys=True)
+  loop_sweep.write(exp, state["params"], workdir)  # token tasks with eval.loop_sweep on
+  return result
+
+
+def hessian(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """The Hessian spectrum (config.hessian) of the latest checkpoint in `workdir`.
+
+  Writes hessian.json there: step, loops, subset, method, paths, all computed eigenvalues
+  (ascending) and their river/valley metrics. Runs whatever hessian.every is.
+  """
+  exp = build.Experiment.build(config)
+  latest, state = trainer.restore_latest(exp, workdir, "hessian")
+  result = {"step": latest} | landscape_tracking.Probe(exp).spectrum(state["params"])
+  if distributed.is_primary():
+    with open(os.path.join(workdir, run_files.HESSIAN), "w") as f:
+      json.dump(result, f, indent=1, sort_keys=True)
+  return result
 
 
 def _spectrum_line(result: dict) -> str:

@@ -1,0 +1,127 @@
+"""Everything a run builds from its config before any workdir is touched: `Experiment`.
+
+The task, the device mesh, the model (graphdef and params), the optimizer (SHIFT's
+multi-stage one when shift.loops is set) and, cached per instance, the jitted train and eval
+steps and the fixed eval batches. The train loop (trainer.py), the --mode=eval/hessian runs
+(experiment.py) and the analysis hooks all take one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from looped_jax import config as config_lib
+from looped_jax import models, shift_criteria, tasks
+from looped_jax.errors import check
+from looped_jax.train import compiler, optim, sharding, shift, shift_signals
+from looped_jax.train import step as step_lib
+
+EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
+
+
+@dataclasses.dataclass(eq=False)  # hashed by identity: methods are cached per instance
+class Experiment:
+  """Everything built from a config before the workdir is touched."""
+
+  config: ml_collections.ConfigDict
+  task: tasks.Task
+  mesh: jax.sharding.Mesh
+  graphdef: Any
+  params: dict
+  optimizer: Any
+  schedule: shift_criteria.ShiftSchedule | None = None  # SHIFT's stages; None: one plain optimizer
+  compiler_options: dict[str, str] = dataclasses.field(default_factory=dict)  # xla_options
+
+  @classmethod
+  def build(cls, config: ml_collections.ConfigDict, devices=None) -> "Experiment":
+    config_lib.validate(config)
+    task = tasks.get(config.task)
+    mesh = sharding.make_mesh(config.mesh, devices)
+    sharding.check_batch(config.train.batch_size, mesh, "train.batch_size")
+    sharding.check_batch(config.eval.batch_size, mesh, "eval.batch_size")
+    sharding.check_batch(config.hessian.probe_batch_size, mesh, "hessian.probe_batch_size")
+    check(config.train.checkpoint_every % config.train.log_every == 0,
+          f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
+          f"train.log_every={config.train.log_every} (the loss is checked before each save).")
+    device = mesh.local_devices[0]  # this process's: a probe compiles here
+    options = compiler.parse(config.xla_options, device.platform)
+    compiler.check(options, device)
+    graphdef, params = models.build(config.model, task, config.seed)
+    schedule = config_lib.shift_schedule(config)
+    if schedule is None:
+      optimizer = optim.make_optimizer(config.train)
+    else:  # one optimizer per stage, same settings: moments="keep" then continues it unchanged
+      optimizer = shift.multi_stage([optim.make_optimizer(config.train) for _ in schedule.loops])
+    return cls(config, task, mesh, graphdef, params, optimizer, schedule, options)
+
+  def initial_state(self) -> dict:
+    state = {"step": jnp.zeros((), jnp.int32), "params": self.params,
+             "opt_state": self.optimizer.init(self.params)}
+    # Host copies: every process holds the same values and keeps its own shards.
+    return jax.device_put(jax.device_get(state), self.state_shardings)
+
+  @functools.cached_property
+  def state_shardings(self):
+    state = jax.eval_shape(lambda: {"step": jnp.zeros((), jnp.int32), "params": self.params,
+                                    "opt_state": self.optimizer.init(self.params)})
+    return sharding.state_shardings(state, self.mesh, self.config.mesh.fsdp)
+
+  def sampler(self, batch_size: int):
+    """(key, step) -> the global batch, split over the data axis."""
+    return sharding.batch_sampler(self.task.sample, batch_size, self.mesh)
+
+  @functools.cache
+  def train_step(self, loops: int, shift_stage: int | None = None):
+    fn = step_lib.make_train_step(self.graphdef, self.task, self.optimizer,
+                                  options=step_lib.LossOptions.from_config(self.config),
+                                  dropout=self.config.model.dropout > 0, seed=self.config.seed)
+    return jax.jit(functools.partial(fn, loops=loops, shift_stage=shift_stage),
+                   in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh)),
+                   out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
+                   donate_argnums=0, compiler_options=self.compiler_options)
+
+  @functools.cache
+  def grad_cosine(self, loops: int, other_loops: int, part: str):
+    """(params, batch) -> the SHIFT gradient cosine between two loop counts, jitted."""
+    t = self.config.train
+    return jax.jit(shift_signals.make_grad_cosine(
+        self.graphdef, self.task, loops=loops, other_loops=other_loops, part=part,
+        grad_loops=t.grad_loops, loss_on=t.loss_on))
+
+  @functools.cache
+  def eval_step(self, loops: int):
+    fn = step_lib.make_eval_step(self.graphdef, self.task)
+    # Replicated sums: every process can read them.
+    return jax.jit(functools.partial(fn, loops=loops),
+                   out_shardings=sharding.replicated(self.mesh),
+                   compiler_options=self.compiler_options)
+
+  @functools.cached_property
+  def eval_batches(self) -> list[dict]:
+    e = self.config.eval
+    sample = self.sampler(e.batch_size)
+    key = jax.random.key(self.config.eval_seed)
+    return [sample(jax.random.fold_in(key, i), EVAL_CURRICULUM_STEP) for i in range(e.num_batches)]
+
+  def eval_loop_counts(self) -> list[int]:
+    stages = self.schedule.loops if self.schedule else ()  # every stage's own loop count
+    return sorted({self.config.model.num_loops, *map(int, self.config.eval.loops), *stages})
+
+  def eval_prefix(self, loops: int) -> str:
+    return "eval" if loops == self.config.model.num_loops else f"eval@{loops}"
+
+  def evaluate(self, params) -> dict[str, float]:
+    """Eval metrics at the model's loop count ("eval/...") and each extra count ("eval@L/...")."""
+    out = {}
+    for loops in self.eval_loop_counts():
+      step = self.eval_step(loops)
+      values = step_lib.combine([jax.device_get(step(params, b)) for b in self.eval_batches])
+      prefix = self.eval_prefix(loops)
+      out |= {f"{prefix}/{k}": v for k, v in values.items()}
+    return out
