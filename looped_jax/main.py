@@ -10,6 +10,7 @@ coordinator or a peer is gone (docs/scale.md).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 
@@ -20,6 +21,7 @@ from looped_jax import config_file, distributed
 from looped_jax.errors import ConfigError, RunStopped
 
 EXIT_INTERRUPTED = 130  # the shell's status for a process ended by SIGINT
+EXIT_TERMINATED = 143  # and by SIGTERM
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py[:ARG]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
@@ -55,24 +57,39 @@ def main(argv):
           init_timeout=_INIT_TIMEOUT.value, heartbeat_timeout=_HEARTBEAT_TIMEOUT.value))
     except distributed.DistributedError as e:
       _fail(str(e), distributed.EXIT_PEER_FAILURE)
-  from looped_jax.train import experiment, trainer  # after flag parsing: keeps --help fast
-
   try:
+    from looped_jax.train import experiment  # after flag parsing: keeps --help fast
+
     experiment.run(_CONFIG.value, _WORKDIR.value, _MODE.value, overwrite=_OVERWRITE.value,
                    overrides=_override_keys(sys.argv))
-  except (ConfigError, trainer.TrainingDiverged) as e:
+  except ConfigError as e:
     _fail(str(e))
   except RunStopped as e:
     _stop(str(e), e.status)
-  except KeyboardInterrupt:  # outside the train loop, which saves and stops on its own
-    _fail("interrupted; nothing was lost: rerun the same command to start again or resume "
-          "from the last checkpoint.", EXIT_INTERRUPTED)
   except Exception as e:  # noqa: BLE001 - runtime errors of a dead peer have several types
+    from looped_jax.train import trainer
+
+    if isinstance(e, trainer.TrainingDiverged):
+      _fail(str(e))
     if not distributed.is_peer_failure(e):
       raise
     _fail(f"process {distributed.process_index()} stopped: a peer process died or the "
           f"coordinator is unreachable ({distributed.first_line(e)}).",
           distributed.EXIT_PEER_FAILURE)
+
+
+INTERRUPTED = ("interrupted; nothing was lost: rerun the same command to start again or resume "
+               "from the last checkpoint.")
+
+
+class _Terminated(BaseException):
+  """SIGTERM outside the train loop (a BaseException, as KeyboardInterrupt: no `except
+  Exception` on the way may take it for an error of its own)."""
+
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise _Terminated
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -135,5 +152,19 @@ def _fail(message: str, status: int = 2) -> None:
   sys.exit(status)
 
 
+def run() -> None:
+  """The entry point. Ctrl-C or SIGTERM outside the train loop (which saves a checkpoint and
+  stops on its own: train/preemption.py), e.g. while the config loads or --mode=eval runs,
+  ends with one line and its signal's exit status, not a traceback or silence; eval.json and
+  hessian.json are written atomically, so nothing is half-written."""
+  signal.signal(signal.SIGTERM, _raise_terminated)
+  try:
+    app.run(main, flags_parser=_parse_flags)
+  except KeyboardInterrupt:
+    _fail(INTERRUPTED, EXIT_INTERRUPTED)
+  except _Terminated:
+    _fail("stopped by SIGTERM; " + INTERRUPTED.split("; ", 1)[1], EXIT_TERMINATED)
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  run()

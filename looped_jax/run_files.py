@@ -1,7 +1,10 @@
-"""The names of everything a run writes into its folder (one owner for each name).
+"""The names of everything a run writes into its folder (one owner for each name), and how
+its JSON files are written (atomically).
 
 No jax here: workdir rules, the report and the writers all import these names.
 """
+
+import os
 
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -21,3 +24,13 @@ RUN_ENTRIES = (CONFIG, CHECKPOINTS, TENSORBOARD, METRICS, SPECTRA, SUMMARY, EVAL
                "error_vs_loops.png", "spectra.png", "*.json.tmp")
 # Entries written beside the variant folders of a config with variants.
 VARIANTS_ENTRIES = ("comparison.png", "spectra.png", "error_vs_k.png", "error_vs_loops.png")
+
+
+def write_atomically(path: str, text: str) -> None:
+  """Writes `text` to `path` so that a crash leaves the old file or the new one, never half."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)

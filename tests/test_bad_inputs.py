@@ -384,6 +384,39 @@ def test_ctrl_c_on_the_command_line_is_one_line_saying_how_to_resume(tmp_path):
   assert os.listdir(workdir / "checkpoints") == [str(step)]
 
 
+@pytest.mark.parametrize("signum, status, start", [
+    ("SIGINT", 130, "error: interrupted; nothing was lost"),
+    ("SIGTERM", 143, "error: stopped by SIGTERM; nothing was lost")])
+def test_a_signal_outside_the_train_loop_ends_with_one_line_and_its_status(
+    tmp_path, signum, status, start):
+  """While the config file loads (a get_config that waits), as while --mode=eval runs: no
+  traceback, no silent exit, nothing written."""
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  from helpers import REPO
+  marker = tmp_path / "loading"
+  config = tmp_path / "slow.py"
+  config.write_text(BASE + "import pathlib, time\n\n\ndef get_config():\n"
+                    f"  pathlib.Path({str(marker)!r}).touch()\n  time.sleep(120)\n"
+                    "  return base_config()\n")
+  workdir = tmp_path / "run"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "looped_jax.main", f"--config={config}", f"--workdir={workdir}",
+       "--mode=eval"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 120
+  while time.time() < deadline and not marker.exists():
+    time.sleep(0.05)
+  proc.send_signal(getattr(signal, signum))
+  _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == status, stderr
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(start), stderr
+  assert not workdir.exists()
+
+
 # Config files: loaded by config_file.load before absl sees them.
 BASE = "from looped_jax.config import base_config\n"
 CONFIG_FILE_ROWS = {  # file name, its text (None: not written), :ARG -> message fragment

@@ -122,8 +122,8 @@ def write(exp, params, workdir: str) -> dict[str, float]:
       "settings": settings, "error_vs_k": error_vs_k, "error_vs_loops": sweep,
       "summary": summary,
   }
-  with open(os.path.join(workdir, run_files.ICL_REPORT), "w") as f:
-    json.dump(report, f, indent=1, sort_keys=True)
+  run_files.write_atomically(os.path.join(workdir, run_files.ICL_REPORT),
+                             json.dumps(report, indent=1, sort_keys=True))
   _plot_run(report, workdir)
   return summary
 

@@ -162,8 +162,8 @@ def write(exp, params, workdir: str) -> dict[str, Any] | None:
   if not exp.config.eval.loop_sweep.max_factor or not isinstance(exp.task, TokenTask):
     return None
   result = sweep(exp, params)
-  with open(os.path.join(workdir, run_files.LOOP_SWEEP), "w") as f:
-    json.dump(result, f, indent=1, sort_keys=True)
+  run_files.write_atomically(os.path.join(workdir, run_files.LOOP_SWEEP),
+                             json.dumps(result, indent=1, sort_keys=True))
   plot({"": result}, os.path.join(workdir, PLOT_FILE))
   return result
 

@@ -23,6 +23,7 @@ from looped_jax import distributed, run_files
 from looped_jax.errors import ConfigError, check
 
 CONFIG_FILE, CHECKPOINTS = run_files.CONFIG, run_files.CHECKPOINTS
+write_atomically = run_files.write_atomically
 RUN_ENTRIES, VARIANTS_ENTRIES = run_files.RUN_ENTRIES, run_files.VARIANTS_ENTRIES
 # Config keys that say where and how a run executes, not what it computes: a run may resume
 # under another mesh (orbax reshards the checkpoint) or other XLA options.
@@ -132,16 +133,6 @@ def check_replaceable(workdir: str) -> None:
 def remove_run(workdir: str) -> None:
   """Deletes a run checked by `check_replaceable`."""
   shutil.rmtree(workdir)
-
-
-def write_atomically(path: str, text: str) -> None:
-  """Writes `text` to `path` so that a crash leaves the old file or the new one, never half."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def check_has_run(workdir: str, mode: str) -> None:
