@@ -14,7 +14,12 @@ Params = dict[str, Any]
 
 
 def build(model_config: Any, task, seed: int = 0) -> tuple[nnx.GraphDef, Params]:
-  """Initialises the model for `task` from the `model` config section."""
+  """Initialises the model for `task` from the `model` config section.
+
+  Returns (graphdef, params): params is a plain nested dict of arrays, the layers of the
+  shared block stacked on a leading axis (e.g. params["layers"]["attn"]["qkv"]["kernel"]
+  [num_layers, D, 3D]), initialised by the scheme `model.init` (models/init.py).
+  """
   spec = ModelSpec.from_config(model_config, task)
   graphdef, state = nnx.split(LoopedTransformer(spec, rngs=nnx.Rngs(seed)))
   return graphdef, nnx.to_pure_dict(state)
@@ -22,7 +27,13 @@ def build(model_config: Any, task, seed: int = 0) -> tuple[nnx.GraphDef, Params]
 
 def apply(graphdef: nnx.GraphDef, params: Params, inputs: jax.Array, num_loops: int | None = None,
           **kwargs) -> jax.Array:
-  """`LoopedTransformer.__call__` on a pure parameter dict."""
+  """`LoopedTransformer.__call__` on a pure parameter dict.
+
+  inputs: int32 [B, n] token ids or float32 [B, n, d_in] vectors (the task's input_kind).
+  Returns the read-out after `num_loops` loops (default model.num_loops), [B, n, output_dim];
+  with per_loop=True the read-out of each of the last grad_loops loops (all when 0),
+  [T, B, n, output_dim]. kwargs: grad_loops, per_loop, dropout_key, state_key.
+  """
   return nnx.merge(graphdef, params)(inputs, num_loops, **kwargs)
 
 
@@ -31,6 +42,7 @@ def merge(graphdef: nnx.GraphDef, params: Params) -> LoopedTransformer:
 
 
 def count_params(params: Params) -> int:
+  """The number of scalars in `params`."""
   return sum(x.size for x in jax.tree.leaves(params))
 
 
