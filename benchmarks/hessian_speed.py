@@ -96,11 +96,11 @@ def main() -> None:
 
   fns = {"grad": lambda: grad(params, batch),
          "hvp": lambda: op.matvec(v),
-         "lanczos": lambda: hessian.top_k_eigenvalues(op, args.k, args.num_iters,
-                                                      jax.random.key(3))}
+         "lanczos": lambda: hessian.top_k_eigenvalues(op, jax.random.key(3), args.k,
+                                                      args.num_iters)}
   times = interleaved_times(fns, args.rounds, {"grad": 5, "hvp": 5, "lanczos": 1})
   t_grad, t_hvp, t_lanczos = (statistics.median(times[n]) for n in ("grad", "hvp", "lanczos"))
-  res = hessian.lanczos(op, args.num_iters, jax.random.key(3))
+  res = hessian.lanczos(op, jax.random.key(3), args.num_iters)
   ritz, residuals = hessian.ritz_residuals(res)
   top, top_residuals = ritz[::-1][:args.k], residuals[::-1][:args.k]
 

@@ -26,7 +26,7 @@ STATE_NORMS = ("none", "rms")
 INIT_STATES = ("input", "zeros", "random")
 POSITIONS = ("learned", "none", "rope")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float64")  # float64: analysis, with JAX_ENABLE_X64=1
 LOSS_ON = ("last", "window", "all")
 RANDOM_LOOPS = ("none", "poisson_lognormal", "uniform")  # = train.loop_sampling.KINDS
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
   m.max_len = 0  # 0: the task's sequence length
   m.remat = "none"  # rematerialisation policy of one loop body
   m.unroll = 0  # gradient windows of at most this many loops run unrolled (faster, longer compile)
-  m.dtype = "float32"  # compute dtype; parameters stay float32
+  m.dtype = "float32"  # compute dtype (float32, bfloat16, float64); parameters stay float32
 
   t = c.train = ml_collections.ConfigDict()
   t.num_steps = 1000

@@ -504,6 +504,10 @@ VALUE_ROWS = {
     "a number for a string": (_set(**{"model.block": 2}), "model.block=2 must be a string"),
     "max_train_seconds inf": (_set(**{"train.max_train_seconds": float("inf")}),
                               "must be a finite number"),
+    "float64 without 64-bit JAX": (_set(**{"model.dtype": "float64"}),
+                                   "model.dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1"),
+    "an unknown dtype": (_set(**{"model.dtype": "float16"}),
+                         "choose one of 'float32', 'bfloat16', 'float64'"),
 }
 
 

@@ -8,7 +8,7 @@ Lanczos top-k and an SLQ density (re-exported here from `lanczos.py`).
     with jax.enable_x64(True):                       # float64 throughout
       op = hessian_operator(loss_fn, params, subset="attn", dtype=jnp.float64)
       evals, _ = dense_eigh(op)                      # all dim eigenvalues, ascending
-      top = top_k_eigenvalues(op, 20, 60, key)       # or via HVPs only
+      top = top_k_eigenvalues(op, key, 20, 60)       # or via HVPs only
 
 Probe batches on a device mesh: pass them as `batch=` (a traced input that keeps its
 `NamedSharding`, so HVPs are data-parallel). A batch that `loss_fn` merely closes over
@@ -105,6 +105,16 @@ class HessianOperator:
   def params(self, x: jax.Array | None = None) -> Any:
     """Full params pytree with the selected leaves read from x [dim] (default x0)."""
     return self._merge(self._selected_leaves(self.x0 if x is None else x), self.fixed)
+
+  def ravel(self, tree: Any) -> jax.Array:
+    """A params-shaped pytree -> [dim]: its selected leaves, flattened in this operator's
+    order (the inverse of `unravel` on the selected leaves), in the operator's dtype."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    check(len(leaves) == len(self.selected),
+          f"ravel got a tree of {len(leaves)} leaves; the operator's params have "
+          f"{len(self.selected)}.")
+    chosen = [jnp.ravel(leaf) for leaf, sel in zip(leaves, self.selected) if sel]
+    return jnp.concatenate(chosen).astype(self.dtype)
 
   def unravel(self, v: jax.Array) -> Any:
     """A [dim] direction as a full params-shaped pytree, zero on unselected leaves."""

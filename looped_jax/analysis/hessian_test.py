@@ -121,7 +121,7 @@ def test_lanczos_all_eigenvalues_match_eigh_float64(problem64):
   scale = np.max(np.abs(exact))
   # The softmax shift invariance of W_out gives exact zeros: Lanczos must restart.
   assert np.sum(np.abs(exact) < 1e-10 * scale) >= WIDTH
-  res = hessian.lanczos(op, op.dim, jax.random.key(3))
+  res = hessian.lanczos(op, jax.random.key(3), op.dim)
   assert res.alphas.shape == (op.dim,) and res.betas.shape == (op.dim - 1,)
   assert res.basis is None and np.sum(np.asarray(res.betas) == 0) >= 1
   ritz = np.asarray(hessian.tridiagonal_eigh(res.alphas, res.betas)[0])
@@ -131,7 +131,7 @@ def test_lanczos_all_eigenvalues_match_eigh_float64(problem64):
   dense_vals, _ = hessian.dense_eigh(op)
   np.testing.assert_allclose(dense_vals, exact, atol=1e-10 * scale)
   # Same compiled Lanczos (same num_iters): Ritz vectors of the top 5 are eigenvectors.
-  vals, vecs = hessian.top_k_eigenvalues(op, 5, op.dim, jax.random.key(4), return_vectors=True)
+  vals, vecs = hessian.top_k_eigenvalues(op, jax.random.key(4), 5, op.dim, return_vectors=True)
   np.testing.assert_allclose(vals, exact[::-1][:5], rtol=1e-8)
   vecs = np.asarray(vecs)
   np.testing.assert_allclose(vecs.T @ vecs, np.eye(5), atol=1e-8)
@@ -166,6 +166,11 @@ def test_subset_hessian_is_block_of_full(problem64):
   full, _ = jax.flatten_util.ravel_pytree(op.unravel(jnp.asarray(v)))
   np.testing.assert_array_equal(np.asarray(full)[idx], v)
   assert np.count_nonzero(np.asarray(full)) == op.dim
+  # ravel is its inverse on the selected leaves, and reads x0 back from the params.
+  np.testing.assert_array_equal(op.ravel(op.unravel(jnp.asarray(v))), v)
+  np.testing.assert_array_equal(op.ravel(op.params()), op.x0)
+  with pytest.raises(ConfigError, match="ravel got a tree of 1 leaves"):
+    op.ravel({"out": op.x0})
   # A predicate selecting the same leaves builds the same operator.
   op_pred = hessian.hessian_operator(attention_loss, params, keep, batch=batch,
                                      dtype=jnp.float64)

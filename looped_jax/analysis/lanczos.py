@@ -11,6 +11,10 @@ An *operator* here is any pytree with
 to the jitted solvers as pytree arguments, so their arrays (params, a probe batch) stay
 traced inputs with their shardings rather than baked-in constants.
 
+Every solver takes (op, key, sizes..., options): `lanczos(op, key, num_iters)`,
+`top_k_eigenvalues(op, key, k, num_iters)`, `hutchinson_trace(op, key, num_probes)`,
+`slq_density(op, key, num_probes, num_iters)`.
+
 All iterations run inside one jitted `lax.fori_loop` (docs/papers.md, "Pitfalls" 2: an
 unrolled Python loop compiles slowly); float64 needs `with jax.enable_x64(True):`
 around both building the operator and calling these functions.
@@ -206,14 +210,22 @@ def _lanczos_jit(op, key, v0, num_iters, breakdown_tol):
                             breakdown_tol)
 
 
-def lanczos(op, num_iters: int, key: jax.Array, v0: jax.Array | None = None, *,
+def check_key(key) -> None:
+  """Refuses a second argument that is not a PRNG key (e.g. a size passed first)."""
+  ok = isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (
+      key.dtype == jnp.uint32 and key.shape == (2,)))
+  check(ok, f"key={key!r} is not a jax PRNG key; the spectral functions take (op, key, ...), "
+        "e.g. top_k_eigenvalues(op, jax.random.key(0), k, num_iters).")
+
+
+def lanczos(op, key: jax.Array, num_iters: int, v0: jax.Array | None = None, *,
             return_basis: bool = False, breakdown_tol: float | None = None) -> LanczosResult:
   """Runs `num_iters` Lanczos steps with full reorthogonalisation (one jitted fori_loop).
 
   Args:
     op: operator (see module docstring).
-    num_iters: m <= op.dim. With m == dim the Ritz values are all eigenvalues of op.
     key: PRNG key (start vector unless `v0` is given; restart vectors).
+    num_iters: m <= op.dim. With m == dim the Ritz values are all eigenvalues of op.
     v0: optional [dim] start vector.
     return_basis: also return the [m, dim] Lanczos basis.
     breakdown_tol: relative beta below which the iteration restarts; default
@@ -222,6 +234,7 @@ def lanczos(op, num_iters: int, key: jax.Array, v0: jax.Array | None = None, *,
   Returns:
     LanczosResult(alphas [m], betas [m - 1], basis [m, dim] or None).
   """
+  check_key(key)
   _check_iters(op, num_iters)
   tol = default_breakdown_tol(op.dim, op.dtype) if breakdown_tol is None else float(breakdown_tol)
   alphas, betas, basis = _lanczos_jit(op, key, v0, num_iters, tol)
@@ -236,17 +249,17 @@ def _top_k_from_tridiagonal(alphas, betas, basis, k, which):
   return ritz[top], basis.T @ vecs[:, top]
 
 
-def top_k_eigenvalues(op, k: int, num_iters: int, key: jax.Array, return_vectors: bool = False,
+def top_k_eigenvalues(op, key: jax.Array, k: int, num_iters: int, return_vectors: bool = False,
                       *, which: str = "largest", breakdown_tol: float | None = None):
   """Top-k Ritz values of `op` from one Lanczos run.
 
   Args:
     op: operator (see module docstring).
+    key: PRNG key.
     k: number of eigenvalues, <= num_iters.
     num_iters: Lanczos steps m. Clustered Hessian spectra need m ~ 4k: on the benchmark
       model m = 50 left ranks 13-20 of the top 20 up to 18% low, m = 80 converged them;
       check with `ritz_residuals(lanczos(...))`.
-    key: PRNG key.
     return_vectors: also return Ritz vectors.
     which: "largest" (algebraic, e.g. lambda_max of a Hessian) or "magnitude".
     breakdown_tol: see `lanczos`.
@@ -257,7 +270,7 @@ def top_k_eigenvalues(op, k: int, num_iters: int, key: jax.Array, return_vectors
   """
   check(1 <= k <= num_iters, f"k={k} must be in [1, num_iters={num_iters}].")
   check_choice("which", which, ("largest", "magnitude"))
-  res = lanczos(op, num_iters, key, return_basis=True, breakdown_tol=breakdown_tol)
+  res = lanczos(op, key, num_iters, return_basis=True, breakdown_tol=breakdown_tol)
   vals, vecs = _top_k_from_tridiagonal(res.alphas, res.betas, res.basis, k, which)
   return (vals, vecs) if return_vectors else vals
 
@@ -288,7 +301,7 @@ def _hutchinson_jit(op, key, num_probes, kind):
   return jnp.mean(jax.lax.map(one, jax.random.split(key, num_probes)))
 
 
-def hutchinson_trace(op, num_probes: int, key: jax.Array, probe: str = "rademacher") -> jax.Array:
+def hutchinson_trace(op, key: jax.Array, num_probes: int, probe: str = "rademacher") -> jax.Array:
   """Hutchinson estimate of tr(op): mean over probes v of v^T A v (E[v v^T] = I).
 
   Rademacher probes have the smaller variance, 2 * sum_{i != j} A_ij^2 / num_probes.
@@ -296,6 +309,7 @@ def hutchinson_trace(op, num_probes: int, key: jax.Array, probe: str = "rademach
   Returns:
     scalar estimate of the trace.
   """
+  check_key(key)
   check_x64(op.dtype)
   check(num_probes >= 1, f"num_probes={num_probes} must be >= 1.")
   check_choice("probe", probe, PROBE_KINDS)
@@ -361,6 +375,7 @@ def slq_density(op, key: jax.Array, num_probes: int = 8, num_iters: int = 64, *,
     SpectralDensity; the grid spans [min node - 6 sigma, max node + 6 sigma], so the
     density integrates to 1 up to trapezoid error.
   """
+  check_key(key)
   _check_iters(op, num_iters)
   check(num_probes >= 1, f"num_probes={num_probes} must be >= 1.")
   check_choice("probe", probe, PROBE_KINDS)

@@ -31,7 +31,7 @@ def test_diagonal_with_repeats_and_zeros_gives_every_eigenvalue(x64):
   diag = np.array([5.0] * 3 + [2.0] * 4 + [0.0] * 6 + [-1.0] * 2 + list(np.linspace(0.1, 1, 9)))
   np.random.default_rng(0).shuffle(diag)
   op = lanczos.MatrixOperator(jnp.diag(jnp.asarray(diag)))
-  res = lanczos.lanczos(op, op.dim, jax.random.key(0), return_basis=True)
+  res = lanczos.lanczos(op, jax.random.key(0), op.dim, return_basis=True)
   # Only 14 distinct eigenvalues: the Krylov space is exhausted and Lanczos must restart.
   assert np.sum(np.asarray(res.betas) == 0) >= 1
   np.testing.assert_allclose(ritz_values(res), np.sort(diag), atol=1e-12)
@@ -44,7 +44,7 @@ def test_diagonal_with_repeats_and_zeros_gives_every_eigenvalue(x64):
 
 def test_zero_matrix_restarts_without_nans(x64):
   op = lanczos.MatrixOperator(jnp.zeros((24, 24)))
-  res = lanczos.lanczos(op, 24, jax.random.key(1), return_basis=True)
+  res = lanczos.lanczos(op, jax.random.key(1), 24, return_basis=True)
   np.testing.assert_array_equal(res.alphas, 0.0)
   np.testing.assert_array_equal(res.betas, 0.0)
   np.testing.assert_allclose(res.basis @ res.basis.T, np.eye(24), atol=1e-12)
@@ -54,19 +54,19 @@ def test_random_symmetric_full_spectrum(x64):
   rng = np.random.default_rng(2)
   a = rng.standard_normal((24, 24))
   a = (a + a.T) / 2
-  res = lanczos.lanczos(lanczos.MatrixOperator(jnp.asarray(a)), 24, jax.random.key(2))
+  res = lanczos.lanczos(lanczos.MatrixOperator(jnp.asarray(a)), jax.random.key(2), 24)
   np.testing.assert_allclose(ritz_values(res), np.linalg.eigvalsh(a), atol=1e-10)
 
 
 def test_top_k_of_planted_spectrum_with_few_iterations(x64):
   a, d = planted(300, [10.0, 8.0, 6.0, 4.0, 3.0], seed=3)
   op = lanczos.MatrixOperator(jnp.asarray(a))
-  vals, vecs = lanczos.top_k_eigenvalues(op, 5, 40, jax.random.key(3), return_vectors=True)
+  vals, vecs = lanczos.top_k_eigenvalues(op, jax.random.key(3), 5, 40, return_vectors=True)
   np.testing.assert_allclose(vals, d[:5], rtol=1e-10)
   vecs = np.asarray(vecs)
   np.testing.assert_allclose(a @ vecs, vecs * np.asarray(vals), atol=1e-8)
   # Residual bounds from the tridiagonal equal the true residuals of every Ritz pair.
-  res = lanczos.lanczos(op, 40, jax.random.key(3), return_basis=True)
+  res = lanczos.lanczos(op, jax.random.key(3), 40, return_basis=True)
   ritz, bounds = lanczos.ritz_residuals(res)
   y = np.asarray(res.basis).T @ np.asarray(lanczos.tridiagonal_eigh(res.alphas, res.betas)[1])
   true = np.linalg.norm(a @ y - y * np.asarray(ritz), axis=0)
@@ -77,10 +77,10 @@ def test_top_k_of_planted_spectrum_with_few_iterations(x64):
 def test_top_k_float32_and_magnitude_order():
   a, d = planted(300, [10.0, 8.0, 6.0, -12.0], seed=4)
   op = lanczos.MatrixOperator(jnp.asarray(a, jnp.float32))
-  vals = lanczos.top_k_eigenvalues(op, 3, 40, jax.random.key(4))
+  vals = lanczos.top_k_eigenvalues(op, jax.random.key(4), 3, 40)
   assert vals.dtype == jnp.float32
   np.testing.assert_allclose(vals, [10.0, 8.0, 6.0], rtol=1e-5)
-  mags = lanczos.top_k_eigenvalues(op, 2, 40, jax.random.key(4), which="magnitude")
+  mags = lanczos.top_k_eigenvalues(op, jax.random.key(4), 2, 40, which="magnitude")
   np.testing.assert_allclose(mags, [-12.0, 10.0], rtol=1e-5)
 
 
@@ -101,13 +101,13 @@ def test_iterations_are_a_fori_loop_not_unrolled():
 def test_bad_arguments_raise():
   op = lanczos.MatrixOperator(jnp.eye(4))
   with pytest.raises(ConfigError, match="num_iters"):
-    lanczos.lanczos(op, 5, jax.random.key(0))
+    lanczos.lanczos(op, jax.random.key(0), 5)
   with pytest.raises(ConfigError, match="k="):
-    lanczos.top_k_eigenvalues(op, 4, 3, jax.random.key(0))
+    lanczos.top_k_eigenvalues(op, jax.random.key(0), 4, 3)
   with pytest.raises(ConfigError, match="which"):
-    lanczos.top_k_eigenvalues(op, 1, 3, jax.random.key(0), which="smallest")
+    lanczos.top_k_eigenvalues(op, jax.random.key(0), 1, 3, which="smallest")
   with pytest.raises(ConfigError, match="probe"):
-    lanczos.hutchinson_trace(op, 3, jax.random.key(0), probe="uniform")
+    lanczos.hutchinson_trace(op, jax.random.key(0), 3, probe="uniform")
 
 
 WEIGHT_DECAY = 0.1
@@ -137,7 +137,7 @@ def test_hutchinson_trace_within_5_percent(mlp64):
   # Rademacher variance is 2 * sum_{i != j} H_ij^2 / probes: make 5% a > 3-sigma bound.
   std = np.sqrt(2 * (np.sum(h ** 2) - np.sum(np.diag(h) ** 2)) / probes)
   assert 3 * std < 0.05 * abs(trace)
-  est = float(lanczos.hutchinson_trace(op, probes, jax.random.key(6)))
+  est = float(lanczos.hutchinson_trace(op, jax.random.key(6), probes))
   assert abs(est - trace) < 0.05 * abs(trace)
   # And it is the mean of v^T H v over exactly the documented probes.
   v = np.asarray(lanczos.probe_vectors(jax.random.key(6), probes, op.dim, jnp.float64))

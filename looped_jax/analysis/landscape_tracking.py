@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
 from looped_jax import jsonl, models, run_files
 from looped_jax.analysis import hessian as hessian_lib
@@ -64,13 +63,9 @@ class Probe:
 
   @functools.cache
   def _graphdef64(self):
-    # The model's compute dtype is float32/bfloat16; a float64 twin keeps exact H in float64.
-    # Only its structure is needed: eval_shape skips initialising params.
-    spec = models.ModelSpec.from_config(
-        dict(self.exp.config.model) | {"dtype": "float64"}, self.exp.task)
+    # A float32/bfloat16 model's float64 twin keeps the exact Hessian float64 end to end.
     with jax.enable_x64(True):
-      model = nnx.eval_shape(lambda: models.LoopedTransformer(spec, rngs=nnx.Rngs(0)))
-    return nnx.split(model)[0]
+      return models.graphdef(self.exp.config.model, self.exp.task, dtype="float64")
 
   @functools.cache
   def loss_fn(self, loops: int, float64: bool):
@@ -98,7 +93,7 @@ class Probe:
             f"hessian.num_iters={s.num_iters} must be in [top_k={s.top_k}, {op.dim}] "
             "(the number of selected params).")
       key = jax.random.fold_in(jax.random.key(s.probe_seed), 1)
-      evals = np.sort(np.asarray(hessian_lib.top_k_eigenvalues(op, s.top_k, s.num_iters, key),
+      evals = np.sort(np.asarray(hessian_lib.top_k_eigenvalues(op, key, s.top_k, s.num_iters),
                                  np.float64))
     metrics = landscape.river_valley_metrics(evals, tuple(float(f) for f in s.eps_fracs))
     return {"loops": int(loops), "subset": s.subset, "method": s.method,

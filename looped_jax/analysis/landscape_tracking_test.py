@@ -5,6 +5,7 @@ import os
 import sys
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_looped_at_one_loop_has_the_single_layer_hessian(looped):
   params = looped.params  # same seed and shapes: one param tree for both
   assert jax.tree.all(jax.tree.map(np.array_equal, params, single_params))
   dim = models.count_params(params["layers"])
-  h_looped = dense(landscape_tracking.Probe(looped), params, 1, "layers")  # the whole layer stack, float64
+  h_looped = dense(landscape_tracking.Probe(looped), params, 1, "layers")  # layer stack, f64
   h_single = dense(single, params, 1, "layers")
   assert h_looped.dtype == np.float64 and h_looped.shape == (dim, dim)
   scale = np.abs(h_single).max()
@@ -84,3 +85,58 @@ def test_exact_refuses_large_subsets_and_lanczos_gives_top_k(looped, monkeypatch
 def test_bad_hessian_settings_are_one_sentence(key, value):
   with pytest.raises(ConfigError, match=rf"hessian\.{key}"):
     config_lib.validate(tiny_config(hessian={key: value}))
+
+
+def test_the_float64_probe_loss_is_float64_end_to_end(looped):
+  """Central differences of the float64 twin's loss agree with its gradient to 1e-7: a float32
+  cast anywhere (read-out, softmax) would leave them ~1e-2 apart at this step size."""
+  probe = landscape_tracking.Probe(looped)
+  with jax.enable_x64(True):
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), looped.params)
+    x, unravel = jax.flatten_util.ravel_pytree(params)
+    loss = probe.loss_fn(3, True)
+
+    def f(x):
+      return loss(unravel(x), probe.batch)
+
+    v = jax.random.normal(jax.random.key(0), x.shape, jnp.float64)
+    v = v / jnp.linalg.norm(v)
+    grad = jax.grad(f)(x)
+    eps = 1e-5
+    central = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+    assert f(x).dtype == jnp.float64
+    assert abs(float(central - grad @ v)) <= 1e-7 * float(jnp.linalg.norm(grad))
+
+
+def test_the_exact_spectrum_is_numpys_eigh_of_the_float64_hessian(looped):
+  """Against a Hessian built without the analysis library: jax.hessian of the float64 model
+  (models.graphdef) over the attention block, numpy.linalg.eigh."""
+  config = tiny(3, method="exact", subset="layers/attn")
+  exp = dataclasses.replace(looped, config=config)
+  probe = landscape_tracking.Probe(exp)
+  result = probe.spectrum(looped.params)
+  batch = probe.batch
+  with jax.enable_x64(True):
+    graphdef = models.graphdef(config.model, exp.task, dtype="float64")
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), looped.params)
+    x, unravel = jax.flatten_util.ravel_pytree(params["layers"]["attn"])
+
+    def f(x):
+      p = params | {"layers": params["layers"] | {"attn": unravel(x)}}
+      return exp.task.loss(models.apply(graphdef, p, batch["inputs"], 3), batch)
+
+    h = np.asarray(jax.hessian(f)(x), np.float64)
+  expected = np.linalg.eigh(0.5 * (h + h.T))[0]
+  got = np.asarray(result["eigenvalues"])
+  assert got.shape == expected.shape == (x.shape[0],)
+  np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
+def test_a_float64_model_builds_and_runs_in_float64_under_64_bit_jax():
+  config = tiny(3)
+  config.model.dtype = "float64"
+  with jax.enable_x64(True):
+    exp = build.Experiment.build(config)
+    batch = landscape_tracking.Probe(exp).batch
+    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), exp.params)
+    assert models.apply(exp.graphdef, params, batch["inputs"]).dtype == jnp.float64

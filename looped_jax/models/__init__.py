@@ -25,6 +25,16 @@ def build(model_config: Any, task, seed: int = 0) -> tuple[nnx.GraphDef, Params]
   return graphdef, nnx.to_pure_dict(state)
 
 
+def graphdef(model_config: Any, task, dtype: str | None = None) -> nnx.GraphDef:
+  """The model's structure only (no parameters are initialised), with the compute dtype
+  `dtype` instead of model.dtype when given: e.g. the float64 twin of a float32 model, whose
+  `apply` on float64 params is float64 end to end (exact Hessians). Build it, and apply it,
+  under `jax.enable_x64(True)` for float64."""
+  config = dict(model_config) | ({"dtype": dtype} if dtype else {})
+  spec = ModelSpec.from_config(config, task)
+  return nnx.split(nnx.eval_shape(lambda: LoopedTransformer(spec, rngs=nnx.Rngs(0))))[0]
+
+
 def apply(graphdef: nnx.GraphDef, params: Params, inputs: jax.Array, num_loops: int | None = None,
           **kwargs) -> jax.Array:
   """`LoopedTransformer.__call__` on a pure parameter dict.
@@ -46,4 +56,5 @@ def count_params(params: Params) -> int:
   return sum(x.size for x in jax.tree.leaves(params))
 
 
-__all__ = ["LoopedTransformer", "ModelSpec", "Params", "apply", "build", "count_params", "merge"]
+__all__ = ["LoopedTransformer", "ModelSpec", "Params", "apply", "build", "count_params",
+           "graphdef", "merge"]

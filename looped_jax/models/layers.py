@@ -48,8 +48,9 @@ def rotary(x: jax.Array, base: float = ROPE_BASE) -> jax.Array:
   nothing is tied to a maximum length.
   """
   n, half = x.shape[1], x.shape[-1] // 2
-  freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)  # [Dh/2]
-  angles = jnp.arange(n, dtype=jnp.float32)[:, None] * freqs  # [n, Dh/2]
+  dt = jnp.promote_types(x.dtype, jnp.float32)  # angles in float64 for a float64 model
+  freqs = base ** (-jnp.arange(half, dtype=dt) / half)  # [Dh/2]
+  angles = jnp.arange(n, dtype=dt)[:, None] * freqs  # [n, Dh/2]
   cos = jnp.cos(angles)[None, :, None, :].astype(x.dtype)
   sin = jnp.sin(angles)[None, :, None, :].astype(x.dtype)
   x1, x2 = x[..., :half], x[..., half:]
@@ -83,7 +84,8 @@ class Attention(nnx.Module):
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(x.dtype)
     mask = jnp.tril(jnp.ones((n, n), bool)) if self.causal else jnp.ones((n, n), bool)
     if self.kind == "softmax":
-      scores = jnp.where(mask, scores.astype(jnp.float32), -1e30)
+      # Softmax in at least float32 (bfloat16 scores are too coarse); float64 stays float64.
+      scores = jnp.where(mask, scores.astype(jnp.promote_types(x.dtype, jnp.float32)), -1e30)
       weights = jax.nn.softmax(scores, axis=-1).astype(x.dtype)
     else:
       weights = jnp.where(mask, scores, 0.0)

@@ -206,13 +206,30 @@ class LoopedTransformer(nnx.Module):
       h = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + 1e-6)
     return h
 
+  def run_loops(self, h: jax.Array, e: jax.Array, num_loops: int, *, start: int = 0,
+                key: jax.Array | None = None) -> jax.Array:
+    """`num_loops` more loops from state h [B, n, D] with injection e [B, n, D] (from
+    `encode`), loop indices start, start + 1, ...: the state after them, [B, n, D]. `key`:
+    dropout. `run_loops(initial_state(e), e, L)` is the state the read-out of L loops sees."""
+    keys = (jax.random.split(key, num_loops) if key is not None
+            else jnp.zeros((num_loops,), jnp.uint32))
+
+    def body(h, xs):
+      t, key_t = xs
+      return self.loop(h, e, key_t if key is not None else None, t), None
+
+    h, _ = jax.lax.scan(body, h, (start + jnp.arange(num_loops), keys))
+    return h
+
   def readout(self, h: jax.Array) -> jax.Array:
-    """State [B, n, D] -> outputs [B, n, output_dim] (float32): coda, final norm, head."""
+    """State [B, n, D] -> outputs [B, n, output_dim]: coda, final norm, head. Outputs are
+    in at least float32 (a bfloat16 model's losses in float32; a float64 one stays float64)."""
     if self.coda is not None:
       h = _run_stack(self.coda, h)
     if self.ln_f is not None and not self.spec.norm_in_loop:
       h = self.ln_f(h)
-    return self.head(h).astype(jnp.float32)
+    out = self.head(h)
+    return out.astype(jnp.promote_types(out.dtype, jnp.float32))
 
   # -- the whole forward pass --
 

@@ -335,3 +335,25 @@ def test_forward_dynamic_warm_start_gets_no_gradient():
   through = jax.jit(jax.grad(by_hand), static_argnums=1)(params, False)  # the check can fail: gradients would differ
   assert not np.allclose(through["layers"]["attn"]["qkv"]["kernel"],
                          got["layers"]["attn"]["qkv"]["kernel"])
+
+
+def test_run_loops_continues_from_a_given_state():
+  """readout(run_loops(h_0, e, L)) is the L-loop forward pass; 2 loops then 3 more from t = 2
+  are 5 loops (timestep conditioning sees the loop index)."""
+  graphdef, params = build(num_loops=5, injection="add", init_state="zeros", timestep=True)
+  # The timestep gates start at zero (no effect of t): give them values.
+  noise = jax.random.normal(jax.random.key(1), (models.count_params(params["timestep"]),))
+  leaves, treedef = jax.tree.flatten(params["timestep"])
+  sizes = np.cumsum([0] + [leaf.size for leaf in leaves])
+  params["timestep"] = jax.tree.unflatten(treedef, [
+      leaf + 0.1 * noise[a:b].reshape(leaf.shape) for leaf, a, b in zip(leaves, sizes, sizes[1:])])
+  model, x = models.merge(graphdef, params), tokens()
+  e = model.encode(x)
+  h0 = model.initial_state(e)
+  five = model.run_loops(h0, e, 5)
+  np.testing.assert_allclose(model.readout(five), models.apply(graphdef, params, x, 5),
+                             rtol=1e-6, atol=1e-6)
+  two_then_three = model.run_loops(model.run_loops(h0, e, 2), e, 3, start=2)
+  np.testing.assert_allclose(two_then_three, five, rtol=1e-6, atol=1e-6)
+  # Restarting the loop index at 0 is another computation when t conditions the block.
+  assert not np.allclose(model.run_loops(model.run_loops(h0, e, 2), e, 3), five, atol=1e-6)

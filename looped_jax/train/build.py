@@ -49,6 +49,10 @@ class Experiment:
     check(config.train.checkpoint_every % config.train.log_every == 0,
           f"train.checkpoint_every={config.train.checkpoint_every} must be a multiple of "
           f"train.log_every={config.train.log_every} (the loss is checked before each save).")
+    x64 = jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64
+    check(config.model.dtype != "float64" or x64,
+          "model.dtype='float64' needs 64-bit JAX: set JAX_ENABLE_X64=1 in the environment "
+          "(float64 is for analysis, e.g. exact Hessians; float32 and bfloat16 need nothing).")
     device = mesh.local_devices[0]  # this process's: a probe compiles here
     options = compiler.parse(config.xla_options, device.platform)
     compiler.check(options, device)
