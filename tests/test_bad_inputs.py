@@ -344,6 +344,7 @@ def test_a_signal_saves_at_the_next_step_and_the_resumed_run_equals_an_uninterru
     return signalling
 
   run = str(tmp_path / "run")
+  handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
   with monkeypatch.context() as patch:
     patch.setattr(build.Experiment, "sampler", sampler_that_signals)
     with pytest.raises(RunStopped, match=f"stopped by {signum} at step 8, with a checkpoint of "
@@ -351,7 +352,7 @@ def test_a_signal_saves_at_the_next_step_and_the_resumed_run_equals_an_uninterru
       experiment.run(tiny_config(train=RUN_TRAIN), run)
   assert raised.value.status == 128 + getattr(signal, signum)
   assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["8"]
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+  assert {s: signal.getsignal(s) for s in handlers} == handlers  # handlers restored
   experiment.run(tiny_config(train=RUN_TRAIN), run)
   assert metric_records(run) == metric_records(trained)
 
@@ -405,7 +406,9 @@ def test_a_signal_outside_the_train_loop_ends_with_one_line_and_its_status(
   workdir = tmp_path / "run"
   proc = subprocess.Popen(
       [sys.executable, "-m", "looped_jax.main", f"--config={config}", f"--workdir={workdir}",
-       "--mode=eval"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+       "--mode=eval"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+      # A test run started in the background inherits SIGINT ignored; a terminal's is not.
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   deadline = time.time() + 120
   while time.time() < deadline and not marker.exists():
     time.sleep(0.05)

@@ -15,9 +15,9 @@ import pytest
 
 from helpers import REPO, TINY, metric_records, tiny_config
 from looped_jax import tasks
+from looped_jax.errors import ConfigError
 from looped_jax.tasks.markov import MarkovLanguage
-from looped_jax.train import checkpoint, trainer
-from looped_jax.train import build
+from looped_jax.train import build, checkpoint, trainer
 
 
 def test_eight_devices_match_one(tmp_path):
@@ -104,7 +104,7 @@ def test_extension_that_would_change_the_past_is_refused(tmp_path, change, named
   first = {**base, **{k: v for k, v in change.items() if k != "num_steps"}}
   trainer.train(tiny_config(train=first), str(tmp_path), quiet=True)
   before = (tmp_path / "metrics.jsonl").read_text()
-  with pytest.raises(trainer.ConfigError, match=named):
+  with pytest.raises(ConfigError, match=named):
     trainer.train(tiny_config(train={**first, **change}), str(tmp_path), quiet=True)
   assert (tmp_path / "metrics.jsonl").read_text() == before
 
@@ -124,7 +124,7 @@ def test_constant_run_continues_as_the_wsd_run_from_a_checkpoint_before_the_deca
                              rtol=1e-6)
   late = str(tmp_path / "late")
   trainer.train(tiny_config(train={**train, "num_steps": 15}), late, quiet=True)
-  with pytest.raises(trainer.ConfigError, match=r"checkpoint at step 15, past the decay start"):
+  with pytest.raises(ConfigError, match=r"checkpoint at step 15, past the decay start"):
     trainer.train(tiny_config(train=wsd), late, quiet=True)
 
 
@@ -141,7 +141,7 @@ def test_a_run_saved_before_a_key_existed_resumes_while_the_key_keeps_its_defaul
   assert [r["step"] for r in metric_records(str(tmp_path)) if "loss" in r] == [2, 4, 6]
   assert "decay_steps" in json.loads(path.read_text())["train"]
   path.write_text(json.dumps({**saved, "train": {**saved["train"], "num_steps": 6}}))
-  with pytest.raises(trainer.ConfigError, match="train.decay_steps"):
+  with pytest.raises(ConfigError, match="train.decay_steps"):
     trainer.train(tiny_config(train={**train, "num_steps": 6, "decay_steps": 3}), str(tmp_path),
                   quiet=True)
 
