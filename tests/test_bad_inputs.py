@@ -231,6 +231,7 @@ DAMAGE_ROWS = {
 
 
 @pytest.mark.parametrize("name", sorted(DAMAGE_ROWS))
+@pytest.mark.slow
 def test_a_damaged_latest_checkpoint_is_reported_once_and_the_one_before_restored(
     trained, tmp_path, name):
   from looped_jax.train import build, checkpoint
@@ -249,6 +250,7 @@ def test_a_damaged_latest_checkpoint_is_reported_once_and_the_one_before_restore
   assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_no_intact_checkpoint_is_one_line_that_advises_no_deletion(trained, tmp_path):
   run = _copy(trained, tmp_path)
   for step in (10, 20):
@@ -260,6 +262,7 @@ def test_no_intact_checkpoint_is_one_line_that_advises_no_deletion(trained, tmp_
   assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_damaged_latest_checkpoint_and_a_torn_metrics_line_resume_exactly(
     trained, tmp_path, capsys):
   """Training resumes from step 10, sets the damaged step 20 aside, and ends with the
@@ -277,6 +280,7 @@ def test_a_damaged_latest_checkpoint_and_a_torn_metrics_line_resume_exactly(
   assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["10", "20", "damaged-20"]
 
 
+@pytest.mark.slow
 def test_eval_falls_back_to_the_newest_intact_checkpoint(trained, tmp_path):
   run = _copy(trained, tmp_path)
   _flip_byte(_files(os.path.join(run, "checkpoints", "20"), "state/d/*")[0])
@@ -286,6 +290,7 @@ def test_eval_falls_back_to_the_newest_intact_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.parametrize("when", ["during the save", "in the background"])
+@pytest.mark.slow
 def test_a_failed_save_stops_the_run_at_once_keeping_the_last_good_checkpoint(
     tmp_path, monkeypatch, when):
   import errno
@@ -321,6 +326,7 @@ def test_a_failed_save_stops_the_run_at_once_keeping_the_last_good_checkpoint(
 
 
 @pytest.mark.parametrize("signum", ["SIGTERM"])  # SIGINT: the command-line test below
+@pytest.mark.slow
 def test_a_signal_saves_at_the_next_step_and_the_resumed_run_equals_an_uninterrupted_one(
     trained, tmp_path, monkeypatch, signum):
   """The signal arrives while step 8 runs (log steps are 5, 10): the run saves step 8 with
@@ -357,6 +363,7 @@ def test_a_signal_saves_at_the_next_step_and_the_resumed_run_equals_an_uninterru
   assert metric_records(run) == metric_records(trained)
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_command_line_is_one_line_saying_how_to_resume(tmp_path):
   import signal
   import subprocess
@@ -388,6 +395,7 @@ def test_ctrl_c_on_the_command_line_is_one_line_saying_how_to_resume(tmp_path):
 @pytest.mark.parametrize("signum, status, start", [
     ("SIGINT", 130, "error: interrupted; nothing was lost"),
     ("SIGTERM", 143, "error: stopped by SIGTERM; nothing was lost")])
+@pytest.mark.slow
 def test_a_signal_outside_the_train_loop_ends_with_one_line_and_its_status(
     tmp_path, signum, status, start):
   """While the config file loads (a get_config that waits), as while --mode=eval runs: no
@@ -573,6 +581,7 @@ FLAG_ROWS = {  # command-line arguments after --workdir -> message fragment
 
 
 @pytest.mark.parametrize("name", sorted(FLAG_ROWS))
+@pytest.mark.slow
 def test_a_bad_flag_exits_2_with_one_line(tmp_path, name):
   """A subprocess each: absl's flag registry keeps state between parses in one process."""
   from helpers import TINY, cli

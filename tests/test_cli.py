@@ -7,6 +7,8 @@ import pytest
 
 from helpers import TINY, cli
 
+pytestmark = pytest.mark.slow  # end-to-end: `pytest -m slow`
+
 
 def test_train_then_eval_writes_every_artifact(tmp_path):
   workdir = str(tmp_path / "run")

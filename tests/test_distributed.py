@@ -19,6 +19,8 @@ import pytest
 from helpers import REPO, TINY, metric_records
 from looped_jax.train import experiment
 
+pytestmark = pytest.mark.slow  # end-to-end: `pytest -m slow`
+
 QUICKSTART = os.path.join(REPO, "configs", "quickstart.py")
 SHORT = {"train": {"num_steps": 4, "batch_size": 16, "log_every": 2, "checkpoint_every": 2},
          "eval": {"every": 4, "batch_size": 32, "num_batches": 1}}

@@ -11,6 +11,8 @@ from helpers import metric_records, tiny_config
 from looped_jax import run_files
 from looped_jax.train import experiment, trainer
 
+pytestmark = pytest.mark.slow  # end-to-end: `pytest -m slow`
+
 
 def test_tracking_resumes_exactly_and_mode_hessian_matches(tmp_path):
   config = tiny_config(model={"d_model": 8}, train={"num_steps": 20, "checkpoint_every": 10,

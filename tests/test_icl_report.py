@@ -4,8 +4,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from helpers import REPO, cli
+
+pytestmark = pytest.mark.slow  # end-to-end: `pytest -m slow`
 
 TINY_ICL = os.path.join(REPO, "tests", "tiny_icl_config.py")
 

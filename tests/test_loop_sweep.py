@@ -5,6 +5,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 from helpers import tiny_config
 
 from looped_jax import models, tasks
@@ -29,6 +30,7 @@ def _config(**model):
   return c
 
 
+@pytest.mark.slow
 def test_eval_mode_writes_the_loop_sweep(tmp_path):
   config = _config()
   workdir = str(tmp_path)
@@ -73,6 +75,7 @@ def test_timestep_models_skip_exit_and_diagnostics():
   assert len(entry["token_accuracy"]) == 6
 
 
+@pytest.mark.slow
 def test_rope_models_sweep_past_their_training_length():
   config = _config(position="rope", max_len=8)  # no learned slots: max_len limits nothing
   config.eval.loop_sweep.diagnose_settings = ()

@@ -6,7 +6,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from helpers import REPO
+
+pytestmark = pytest.mark.slow  # end-to-end: `pytest -m slow`
 
 CHECKS = textwrap.dedent("""
     assert per_loop.shape == (8, 16, 22, 1) and deeper.shape == (16, 22, 1)

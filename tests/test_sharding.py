@@ -46,6 +46,7 @@ def data_parallel():
 
 
 @pytest.mark.parametrize("name", ["fsdp", "tensor"])
+@pytest.mark.slow
 def test_mesh_matches_data_parallel_and_shards_parameters(name, data_parallel):
   mesh = MESHES[name]
   losses, state = _losses(_experiment(mesh))
@@ -63,6 +64,7 @@ def test_mesh_matches_data_parallel_and_shards_parameters(name, data_parallel):
   assert _spec(adam.nu["layers"]["mlp"]["down"]["kernel"]) == _spec(down)
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_under_another_mesh(tmp_path, data_parallel):
   saved = data_parallel[1]
   ckpt = checkpoint.Checkpointer(str(tmp_path), async_save=False)
@@ -89,6 +91,7 @@ def test_workdir_resumes_under_another_mesh_but_not_another_model(tmp_path):
     workdir_lib.prepare(str(tmp_path), other, overwrite=False)
 
 
+@pytest.mark.slow
 def test_host_devices_splits_the_cpu_for_a_new_process(tmp_path):
   from helpers import cli
   result = cli("--config=tests/tiny_config.py", f"--workdir={tmp_path}",

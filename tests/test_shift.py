@@ -34,6 +34,7 @@ def _eval_keys(workdir):
   return sorted({k for r in metric_records(str(workdir)) for k in r if k.startswith("eval/")})
 
 
+@pytest.mark.slow
 def test_switch_at_step_0_is_plain_looped_training(tmp_path):
   trainer.train(_short(3), str(tmp_path / "looped"), quiet=True)
   trainer.train(_short(3, (1, 3), {"kind": "fixed_step", "step": 0}), str(tmp_path / "shift"),
@@ -44,6 +45,7 @@ def test_switch_at_step_0_is_plain_looped_training(tmp_path):
   assert summary["shift/switch_step"] == 0 and summary["shift/final_stage"] == 1
 
 
+@pytest.mark.slow
 def test_switch_never_firing_is_plain_single_training(tmp_path):
   trainer.train(_short(1), str(tmp_path / "single"), quiet=True)
   trainer.train(_short(1, (1, 3), {"kind": "fixed_step", "step": 10**6}),
@@ -60,6 +62,7 @@ def _cosines(workdir):
           if "shift/grad_cosine" in r}
 
 
+@pytest.mark.slow
 def test_grad_alignment_is_measured_at_checks_and_fires_on_it(tmp_path):
   # Never firing (threshold -1): the cosine is logged at every check (steps 3, 6, 9, 12) and
   # measuring it leaves training exactly as plain Single-Attn training.
@@ -81,12 +84,14 @@ def test_grad_alignment_is_measured_at_checks_and_fires_on_it(tmp_path):
   assert _cosines(tmp_path / "fires") == {s: c for s, c in cosines.items() if s <= expected}
 
 
+@pytest.mark.slow
 def test_other_criteria_do_not_measure_the_cosine(tmp_path):
   trainer.train(_short(1, (1, 3), {"kind": "scp", "every": 3, "delta1": 0.5}), str(tmp_path),
                 quiet=True)
   assert not _cosines(tmp_path)
 
 
+@pytest.mark.slow
 def test_resume_from_stage_1_and_stage_2_checkpoints_is_exact(tmp_path):
   # SCP checks at 10, 20, 30; delta1=10 passes every check after the first, patience 2:
   # fires at step 30. Checkpoints every 10: step 20 is mid-streak in stage 1, 40 in stage 2.

@@ -26,6 +26,7 @@ def run(script, *args):
   return json.loads(lines[0])
 
 
+@pytest.mark.slow
 def test_jax_step_throughput_reports_one_consistent_line():
   r = run("step_throughput.py", *TINY)
   assert (r["model"], r["loops"], r["window"], r["d_model"]) == ("looped", 3, 2, 16)
@@ -61,6 +62,7 @@ def test_standard_model_runs_its_layers_once():
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                     reason="the optional `torch` extra is not installed")
+@pytest.mark.slow
 def test_torch_baseline_counts_the_same_flops():
   import jax
   from looped_jax.train import build

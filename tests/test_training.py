@@ -20,6 +20,7 @@ from looped_jax.tasks.markov import MarkovLanguage
 from looped_jax.train import build, checkpoint, trainer
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one(tmp_path):
   losses = {}
   for devices in (1, 8):
@@ -31,6 +32,7 @@ def test_eight_devices_match_one(tmp_path):
   np.testing.assert_allclose(losses[8], losses[1], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_exactly(tmp_path):
   args = [f"--config={TINY}", "--config.train.num_steps=1500", "--config.train.checkpoint_every=100",
           "--config.eval.every=500"]
@@ -68,6 +70,7 @@ class NanAfter25(MarkovLanguage):
     return batch | {"weights": batch["weights"] * poison}
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   config = tiny_config(train={"num_steps": 60, "log_every": 10, "checkpoint_every": 10})
   config.task.name = "markov_nan_after_25"
@@ -82,6 +85,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 
 
+@pytest.mark.slow
 def test_larger_num_steps_extends_a_run_exactly(tmp_path):
   """10 steps, then the same workdir at 20: the metrics of one 20-step run, nothing lost."""
   train = {"log_every": 1, "checkpoint_every": 5}
@@ -99,6 +103,7 @@ def test_larger_num_steps_extends_a_run_exactly(tmp_path):
     ({"num_steps": 5}, "extended, not shortened"),
     ({"num_steps": 20, "schedule": "warmup_cosine", "warmup_steps": 2}, "train.schedule"),
 ])
+@pytest.mark.slow
 def test_extension_that_would_change_the_past_is_refused(tmp_path, change, named):
   base = {"num_steps": 10, "log_every": 5, "checkpoint_every": 5}
   first = {**base, **{k: v for k, v in change.items() if k != "num_steps"}}
@@ -109,6 +114,7 @@ def test_extension_that_would_change_the_past_is_refused(tmp_path, change, named
   assert (tmp_path / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 def test_constant_run_continues_as_the_wsd_run_from_a_checkpoint_before_the_decay(tmp_path):
   """10 constant-LR steps, then the workdir under warmup_stable_decay (20 steps, the last 10
   decaying): the metrics of one 20-step WSD run; a checkpoint past the decay start is refused."""
@@ -128,6 +134,7 @@ def test_constant_run_continues_as_the_wsd_run_from_a_checkpoint_before_the_deca
     trainer.train(tiny_config(train=wsd), late, quiet=True)
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_a_key_existed_resumes_while_the_key_keeps_its_default(tmp_path):
   """A config.json without train.decay_steps (as written before the key was added) resumes;
   the key at another value is a different config."""
@@ -146,6 +153,7 @@ def test_a_run_saved_before_a_key_existed_resumes_while_the_key_keeps_its_defaul
                   quiet=True)
 
 
+@pytest.mark.slow
 def test_eight_cpu_devices_survive_a_long_run_ahead(tmp_path):
   """Logging rarely lets the host dispatch far ahead; without trainer.steps_ahead's waits
   this run hung in an all-reduce on a 2-core machine (docs/performance.md, "Several CPU
@@ -174,6 +182,7 @@ def test_steps_ahead_is_bounded_only_for_several_cpu_devices():
   assert trainer.steps_ahead(mesh(1)) == 0
 
 
+@pytest.mark.slow
 def test_time_budget_ends_the_run_at_a_log_step_and_a_larger_one_resumes_it(tmp_path):
   """max_train_seconds ends training at the first log step past it, with the final eval, a
   checkpoint and summary.json saying so; the same workdir with a larger budget (the only

@@ -18,6 +18,8 @@ from helpers import REPO, repo_config
 from looped_jax import models, tasks
 from looped_jax.train import experiment, step
 
+pytestmark = pytest.mark.slow  # end-to-end: `pytest -m slow`
+
 GPT2_STD = 0.02
 
 

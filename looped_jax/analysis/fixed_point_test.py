@@ -177,6 +177,7 @@ def test_sensitivity_vanishes_without_input_dependence():
       assert np.all(sens < 1e-6) and np.all(fd < 1e-6) and np.all(lip < 1e-6)
 
 
+@pytest.mark.slow
 def test_sigma_min_matches_svd(case):
   m, h_star, j_h, _ = case
   n = j_h.shape[-1]

@@ -115,6 +115,7 @@ def test_pytree_hvp_matches_flat_operator(x64):
   np.testing.assert_allclose(jax.flatten_util.ravel_pytree(tree)[0], h @ v, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_lanczos_all_eigenvalues_match_eigh_float64(problem64):
   _, _, op, h = problem64
   exact = np.linalg.eigvalsh(h)
@@ -149,6 +150,7 @@ def test_float32_operator_close_to_float64():
   np.testing.assert_allclose(hv, h @ v, atol=1e-4 * np.linalg.norm(h @ v))
 
 
+@pytest.mark.slow
 def test_subset_hessian_is_block_of_full(problem64):
   params, batch, _, h = problem64
   # Non-adjacent leaves in flatten order (attn/wk, attn/wq, attn/wv, embed, out, pos).

@@ -85,6 +85,7 @@ def small_eval():
   return task, res
 
 
+@pytest.mark.slow
 def test_evaluate_predictors_curves(small_eval):
   task, res = small_eval
   json.dumps(res)  # JSON-serialisable as is
@@ -107,6 +108,7 @@ def test_evaluate_predictors_curves(small_eval):
   assert over["zero"]["normaliser"] == task.normaliser == 5.0
 
 
+@pytest.mark.slow
 def test_distances_compare_predictions_on_the_same_prompts(small_eval):
   _, res = small_eval
   dist = res["standard"]["distance"]

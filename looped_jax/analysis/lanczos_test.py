@@ -131,6 +131,7 @@ def mlp64(x64):
   return op, np.asarray(hessian.dense_hessian(op))
 
 
+@pytest.mark.slow
 def test_hutchinson_trace_within_5_percent(mlp64):
   op, h = mlp64
   trace, probes = np.trace(h), 3000
@@ -144,6 +145,7 @@ def test_hutchinson_trace_within_5_percent(mlp64):
   np.testing.assert_allclose(est, np.mean(np.sum((v @ h) * v, axis=1)), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_slq_density(mlp64):
   op, h = mlp64
   evals, evecs = np.linalg.eigh(h)

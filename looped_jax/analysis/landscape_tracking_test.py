@@ -47,6 +47,7 @@ def dense(probe, params, loops, subset=None):
     return np.asarray(hessian_lib.dense_hessian(op))
 
 
+@pytest.mark.slow
 def test_looped_at_one_loop_has_the_single_layer_hessian(looped):
   single, single_params = variant(looped, tiny(1, subset="layers"))
   params = looped.params  # same seed and shapes: one param tree for both
@@ -66,6 +67,7 @@ def test_looped_at_one_loop_has_the_single_layer_hessian(looped):
   assert result["metrics"]["lambda_max"] == pytest.approx(np.linalg.eigvalsh(symmetric)[-1])
 
 
+@pytest.mark.slow
 def test_exact_refuses_large_subsets_and_lanczos_gives_top_k(looped, monkeypatch):
   exact, _ = variant(looped, tiny(3, subset="layers/attn/qkv"))
   monkeypatch.setattr(landscape_tracking, "MAX_EXACT_DIM", 100)
@@ -87,6 +89,7 @@ def test_bad_hessian_settings_are_one_sentence(key, value):
     config_lib.validate(tiny_config(hessian={key: value}))
 
 
+@pytest.mark.slow
 def test_the_float64_probe_loss_is_float64_end_to_end(looped):
   """Central differences of the float64 twin's loss agree with its gradient to 1e-7: a float32
   cast anywhere (read-out, softmax) would leave them ~1e-2 apart at this step size."""
@@ -108,6 +111,7 @@ def test_the_float64_probe_loss_is_float64_end_to_end(looped):
     assert abs(float(central - grad @ v)) <= 1e-7 * float(jnp.linalg.norm(grad))
 
 
+@pytest.mark.slow
 def test_the_exact_spectrum_is_numpys_eigh_of_the_float64_hessian(looped):
   """Against a Hessian built without the analysis library: jax.hessian of the float64 model
   (models.graphdef) over the attention block, numpy.linalg.eigh."""
@@ -132,6 +136,7 @@ def test_the_exact_spectrum_is_numpys_eigh_of_the_float64_hessian(looped):
   np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
 
 
+@pytest.mark.slow
 def test_a_float64_model_builds_and_runs_in_float64_under_64_bit_jax():
   config = tiny(3)
   config.model.dtype = "float64"

@@ -37,12 +37,14 @@ def traced_and_analytic(task_name, task_fields, model, grad_loops, loss_on):
     (dict(num_layers=3, num_loops=1), 0, "last"),
     (dict(block="attn_only", num_loops=5, mlp_ratio=2), 2, "last"),
 ])
+@pytest.mark.slow
 def test_analytic_count_matches_traced_matmuls(model, grad_loops, loss_on):
   traced, analytic = traced_and_analytic(
       "linear_regression", dict(n_dims=5, n_points=6), model, grad_loops, loss_on)
   assert traced == analytic
 
 
+@pytest.mark.slow
 def test_token_inputs_have_no_embedding_matmul():
   traced, analytic = traced_and_analytic(
       "markov", dict(vocab=8, length=10), dict(num_loops=3), 0, "last")

@@ -86,6 +86,7 @@ def reference(graphdef, params, x, num_loops):
     dict(block="gpt2", injection="concat", prelude_layers=2, coda_layers=1, num_layers=2),
     dict(block="gpt2", position="rope", injection="concat", state_norm="rms"),
 ])
+@pytest.mark.slow
 def test_scan_over_loops_equals_python_loop(options):
   options = dict(options)
   perturb = options.pop("perturb", None)
@@ -99,6 +100,7 @@ def test_scan_over_loops_equals_python_loop(options):
     np.testing.assert_allclose(got, reference(graphdef, params, x, loops), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_k_layers_once_equals_standard_stack():
   graphdef, params = build(num_layers=3, num_loops=1)
   model = models.merge(graphdef, params)
@@ -113,6 +115,7 @@ def test_k_layers_once_equals_standard_stack():
                          params["layers"]["attn"]["qkv"]["kernel"][1])
 
 
+@pytest.mark.slow
 def test_single_and_looped_share_one_parameter_tree():
   g1, single = build(block="attn_only", num_loops=1)
   g3, looped = build(block="attn_only", num_loops=3)
@@ -127,6 +130,7 @@ def test_single_and_looped_share_one_parameter_tree():
   assert not np.allclose(out1, out3)
 
 
+@pytest.mark.slow
 def test_per_loop_readouts_and_truncated_window():
   graphdef, params = build(injection="add", init_state="zeros")
   x = tokens()
@@ -158,6 +162,7 @@ def test_per_loop_readouts_and_truncated_window():
 
 
 @pytest.mark.parametrize("policy", ["full", "dots", "dots_no_batch"])
+@pytest.mark.slow
 def test_remat_policies_keep_values_and_gradients(policy):
   g0, params = build(num_loops=3)
   g1, _ = build(num_loops=3, remat=policy)
@@ -168,6 +173,7 @@ def test_remat_policies_keep_values_and_gradients(policy):
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.slow
 def test_unrolled_window_keeps_values_and_gradients(num_layers):
   options = dict(num_layers=num_layers, injection="add", init_state="zeros")
   g_scan, params = build(**options)
@@ -188,6 +194,7 @@ def test_unrolled_window_keeps_values_and_gradients(num_layers):
     assert (count(2), count(3)) == (1, 2)  # the stop-gradient prefix; + the window's scan
 
 
+@pytest.mark.slow
 def test_vector_inputs_and_trajectory():
   task = FakeTask(input_kind="vectors", vocab_size=5, output_dim=1, seq_len=8)
   graphdef, params = build(task, injection="add", init_state="zeros", norm_in_loop=True)
@@ -208,6 +215,7 @@ def test_causal_attention_ignores_the_future():
   assert not np.allclose(a[:, 5:], b[:, 5:])
 
 
+@pytest.mark.slow
 def test_rotary_scores_depend_on_relative_positions_only():
   q, k = jax.random.normal(jax.random.key(1), (2, 1, 6, 2, 8))
   scores = lambda q, k: jnp.einsum("bqhd,bkhd->bhqk", layers.rotary(q), layers.rotary(k))
@@ -219,6 +227,7 @@ def test_rotary_scores_depend_on_relative_positions_only():
   assert not np.allclose(scores(q, k), jnp.einsum("bqhd,bkhd->bhqk", q, k))
 
 
+@pytest.mark.slow
 def test_rope_breaks_permutation_symmetry_and_has_no_length_limit():
   perm = jnp.array([3, 0, 1, 2, 4, 5, 6, 7, 8])
   x = tokens()
@@ -230,6 +239,7 @@ def test_rope_breaks_permutation_symmetry_and_has_no_length_limit():
     assert np.allclose(out[:, perm], permuted, atol=1e-5) == equivariant
 
 
+@pytest.mark.slow
 def test_dropout_is_keyed_and_off_without_a_key():
   graphdef, params = build(dropout=0.5, num_loops=2)
   x = tokens()
@@ -276,6 +286,7 @@ def test_prelude_and_coda_default_off_leaves_the_parameter_tree():
                {k: v for k, v in with_stacks.items() if k in params})
 
 
+@pytest.mark.slow
 def test_random_initial_state_is_per_sequence_keyed_and_truncated():
   graphdef, params = build(injection="concat", init_state="random", init_sigma=0.5)
   model = models.merge(graphdef, params)
@@ -293,6 +304,7 @@ def test_random_initial_state_is_per_sequence_keyed_and_truncated():
   assert not np.allclose(a, b)
 
 
+@pytest.mark.slow
 def test_forward_dynamic_matches_static_loops():
   graphdef, params = build(injection="concat", state_norm="rms", timestep=True)
   # Nonzero timestep modulation: the loop index each slot uses matters.
@@ -310,6 +322,7 @@ def test_forward_dynamic_matches_static_loops():
                                  atol=1e-5)
 
 
+@pytest.mark.slow
 def test_forward_dynamic_warm_start_gets_no_gradient():
   graphdef, params = build(injection="concat")
   x = tokens()

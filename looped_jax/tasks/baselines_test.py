@@ -58,6 +58,7 @@ def _small_cases(seed=0, b=6, n=14, d=5):
 # --- closed forms on isotropic linear regression ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_least_squares_matches_closed_form():
   # One query per prompt puts the standard error at small k near 0.03 for 2000 prompts
   # (Var of (x . r)^2 ~ 2(d - k)^2 / d^2), so 0.03 at every k needs ~16x more: 32k prompts.
@@ -85,6 +86,7 @@ def test_zero_predictor_scores_one():
   np.testing.assert_allclose(curve, 1.0, atol=0.03)
 
 
+@pytest.mark.slow
 def test_sparse_regression_normalised_by_sparsity():
   # Normalised by s = 3, zero scores 1 and min-norm least squares (d - k) / d, as for dense LR.
   inputs, ys = _lr_batches("sparse_linear_regression", 1)
@@ -215,6 +217,7 @@ def _contract_prompt(seed=6):
   return x, 2.0 * x[..., 0] - x[..., 1]
 
 
+@pytest.mark.slow
 def test_relu_net_gd_fits_a_line():
   x, y = _contract_prompt()
   pred = bl.relu_net_gd(**GD)(_prompt(x, y))[:, 0::2, 0]

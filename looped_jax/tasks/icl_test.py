@@ -58,6 +58,7 @@ def _full(name="linear_regression"):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_targets_match_reference_and_prompt_layout(name):
   task = _full(name)
   b = _sample(task, 0, B, LATE)

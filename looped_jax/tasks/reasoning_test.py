@@ -100,6 +100,7 @@ def _digit(total, k, width, base, lsb_first):
     reasoning.Addition(digits=4, base=2, lsb_first=False),
     reasoning.NaryAddition(operands=4, digits=2),
 ])
+@pytest.mark.slow
 def test_addition_labels(task):
   batch = _batch(task)
   base, lsb = task.base, task.lsb_first
@@ -177,6 +178,7 @@ def test_contract(task):
   assert 0 <= batch["targets"].min() and batch["targets"].max() < task.output_dim
 
 
+@pytest.mark.slow
 def test_metrics_on_generated_batch():
   # Perfect logits score 1; constant logits do not (targets/weights agree with TokenTask).
   task = reasoning.Addition(3)

@@ -41,6 +41,7 @@ def _experiment(xla_options: str) -> build.Experiment:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the flag is XLA:CPU's")
+@pytest.mark.slow
 def test_options_reach_the_compiled_step_and_keep_the_losses():
   hlo, losses = {}, {}
   for spec in ("", YNN_OFF):

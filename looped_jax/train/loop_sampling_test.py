@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from looped_jax.train import loop_sampling
 
@@ -12,6 +13,7 @@ def _draws(fn, seed, steps):
   return np.asarray(jax.jit(jax.vmap(fn))(keys))
 
 
+@pytest.mark.slow
 def test_poisson_lognormal_mean_is_rbar_plus_one():
   steps = jnp.arange(100_000)
   r = _draws(lambda k: loop_sampling.poisson_lognormal(k, 8.0, 0.5), 0, steps)
@@ -21,12 +23,14 @@ def test_poisson_lognormal_mean_is_rbar_plus_one():
   assert r.var() > 8 + 0.5 * 64 * (np.exp(0.25) - 1)
 
 
+@pytest.mark.slow
 def test_uniform_range_and_mean():
   r = _draws(lambda k: loop_sampling.uniform(k, 3, 7), 0, jnp.arange(20_000))
   assert set(np.unique(r)) == {3, 4, 5, 6, 7}
   assert abs(r.mean() - 5.0) < 0.05
 
 
+@pytest.mark.slow
 def test_counts_are_a_pure_function_of_seed_and_step():
   fn = lambda k: loop_sampling.sample_count(k, "poisson_lognormal", mean=8.0, sigma=0.5,
                                             low=1, high=1)
@@ -39,6 +43,7 @@ def test_counts_are_a_pure_function_of_seed_and_step():
   assert len(np.unique(a)) > 5  # and the step does
 
 
+@pytest.mark.slow
 def test_progressive_counts_stay_in_bansals_ranges():
   m = 6
   keys = jax.vmap(lambda s: loop_sampling.step_key(0, s, loop_sampling.PROGRESSIVE_TAG))(

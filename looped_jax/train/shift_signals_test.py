@@ -37,6 +37,7 @@ def _np_cos(a, b):
   return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
+@pytest.mark.slow
 def test_qk_part_is_the_q_and_k_columns_of_every_qkv():
   _, _, params, _ = _setup()
   d = 12
@@ -50,6 +51,7 @@ def test_qk_part_is_the_q_and_k_columns_of_every_qkv():
   assert len(shift_signals.select(params, "all")) == len(jax.tree.leaves(params))
 
 
+@pytest.mark.slow
 def test_grad_cosine_matches_numpy_and_is_one_at_equal_loops():
   task, graphdef, params, batch = _setup()
   g1, g3 = (_np_grads(task, graphdef, params, batch, n) for n in (1, 3))

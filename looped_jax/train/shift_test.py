@@ -128,6 +128,7 @@ def test_keep_with_a_shared_transform_runs_straight_through(static):
   assert_trees_equal(got, want)
 
 
+@pytest.mark.slow
 def test_static_stage_matches_switch_and_poisons_a_stale_stage():
   grads = jax.grad(quadratic)(PARAMS)
   _, state = jax.jit(TWO.update)(grads, TWO.init(PARAMS), PARAMS)

@@ -28,6 +28,7 @@ def options(**kw):
   return step_lib.LossOptions(**kw)
 
 
+@pytest.mark.slow
 def test_progressive_alpha_zero_is_the_plain_loss_exactly():
   graphdef, params, batch = build()
 
@@ -46,6 +47,7 @@ def test_progressive_alpha_zero_is_the_plain_loss_exactly():
     assert 1 <= float(drawn) <= 4
 
 
+@pytest.mark.slow
 def test_progressive_loss_is_the_loss_after_detached_warm_start():
   graphdef, params, batch = build()
   common = dict(graphdef=graphdef, task=TASK)
@@ -76,6 +78,7 @@ def test_progressive_loss_is_the_loss_after_detached_warm_start():
 
 
 @pytest.mark.parametrize("loss_on", ["last", "window"])
+@pytest.mark.slow
 def test_random_depth_equals_static_truncated_backprop(loss_on):
   graphdef, params, batch = build()
   depth = 3
@@ -92,6 +95,7 @@ def test_random_depth_equals_static_truncated_backprop(loss_on):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), grads, want)
 
 
+@pytest.mark.slow
 def test_all_loops_supervision_is_the_weighted_mean_of_each_loops_loss():
   graphdef, params, batch = build()
   per_loop = [float(step_lib.loss_fn(params, batch, graphdef=graphdef, task=TASK, loops=l,
@@ -102,6 +106,7 @@ def test_all_loops_supervision_is_the_weighted_mean_of_each_loops_loss():
     np.testing.assert_allclose(got, np.average(per_loop, weights=weights), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_step_logs_drawn_counts_deterministically():
   import optax
   graphdef, params, batch = build()

@@ -34,6 +34,7 @@ def _stack(source):
   return {k: np.stack([source[i][k] for i in range(len(source))]) for k in source[0]}
 
 
+@pytest.mark.slow
 def test_reasoning_build_and_read(data_dir):
   cfg = builders.reasoning_config("prefix_sums", "n_bits", (6, 11), examples_per_size=10)
   assert cfg.seed == builders.TEST_SEED
