@@ -9,10 +9,11 @@ The reference's side of a learning-curve comparison with
 (its `looped` variant), the same batches (task.sample(fold_in(key(data_seed), step), step):
 dims and points curricula included), the same loop curriculum, loop-window loss, Adam, learning
 rate and clipping, but the model, its initialisation (PyTorch's defaults for the read-in and
-read-out, GPT-2's inside the backbone, from torch.manual_seed(seed)) and the optimizer are
-PyTorch's. Writes one JSON line per log step, {"step", "loss" (mean since the last log step),
-"loops", "grad_norm"}, and at eval steps "eval/loss": the last loop's loss on the config's
-eval batches at full curriculum difficulty, as looped_jax's metrics.jsonl has them.
+read-out, GPT-2's inside the backbone, from torch.manual_seed(seed); `--init jax` copies in
+looped_jax's initial weights instead) and the optimizer are PyTorch's. Writes one JSON line
+per log step, {"step", "loss" (mean since the last log step), "loops", "grad_norm"}, and at
+eval steps "eval/loss": the last loop's loss on the config's eval batches at full curriculum
+difficulty, as looped_jax's metrics.jsonl has them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from yang_torch import LoopedModel  # noqa: E402
+from yang_torch import LoopedModel, load_jax_params  # noqa: E402
 
 from looped_jax import config as config_lib  # noqa: E402
-from looped_jax import config_file, tasks  # noqa: E402
+from looped_jax import config_file, models, tasks  # noqa: E402
 from looped_jax.train import experiment  # noqa: E402
 from looped_jax.train import step as step_lib  # noqa: E402
 from looped_jax.train.build import EVAL_CURRICULUM_STEP  # noqa: E402
@@ -78,6 +79,10 @@ def main():
                       help="config override, e.g. train.batch_size=64 (JSON values)")
   parser.add_argument("--steps", type=int, default=0, help="0: train.num_steps")
   parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+  parser.add_argument("--init", default="torch", choices=("torch", "jax"),
+                      help="torch: PyTorch's own init from torch.manual_seed(seed); jax: "
+                           "looped_jax's initial params of the same config and seed, copied in "
+                           "(the two frameworks then start from the same weights)")
   parser.add_argument("--out", required=True, help="JSONL file of the learning curve")
   args = parser.parse_args()
   if args.threads:
@@ -87,6 +92,8 @@ def main():
   task = tasks.get(config.task)
   torch.manual_seed(config.seed)
   model = LoopedModel(task.n_dims, m.d_model, m.num_heads, m.num_layers, 2 * task.n_points)
+  if args.init == "jax":
+    load_jax_params(model, models.build(m, task, config.seed)[1])
   opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
   sample = jax.jit(task.sample, static_argnums=1)
   data_key, eval_key = jax.random.key(config.data_seed), jax.random.key(config.eval_seed)
