@@ -53,7 +53,9 @@ Time and expected results on a 2-core x86-64 CPU (docs/reproductions.md, "Yang e
   check at batch 64 (`--config.train.batch_size=64 --config.train.num_steps=20000`): 4800
     steps in 30 min, at the zero predictor (1.052) in the seed measured. Not the 0.05 at
     k = 2d within 30 minutes that a CPU check would want: that took 1800 batch-256 steps
-    (about 42 min) with the gpt2 init.
+    (about 42 min) with the gpt2 init. benchmarks/yang_torch_train.py trains a PyTorch port
+    of the reference on the same batches: from our initial weights its losses equal ours to
+    1.6e-7 over 2500 steps; from its own init draw it leaves the zero predictor at ~2200.
   full: for a GPU; benchmarks/gpu_checks.sh (PART=train) trains the looped model with the
     paper's settings for what a lease leaves and resumes across leases. The paper's looped
     model reaches 0.024 at k = 20 after 500k steps.
