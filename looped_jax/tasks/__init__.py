@@ -11,24 +11,23 @@ import difflib
 from typing import Any
 
 from looped_jax.errors import ConfigError
+from looped_jax.registry import Registry
 from looped_jax.tasks.base import Batch, Metrics, RegressionTask, Task, TokenTask
 
-_REGISTRY: dict[str, type[Task]] = {}
+_TASKS = Registry("task")
 
 
 def register(name: str):
+  """Class decorator: registers a Task dataclass under `name` (and sets its `name`)."""
   def wrap(cls):
-    if name in _REGISTRY:
-      raise ValueError(f"task {name!r} registered twice")
     cls.name = name
-    _REGISTRY[name] = cls
-    return cls
+    return _TASKS.register(name)(cls)
   return wrap
 
 
 def names() -> tuple[str, ...]:
   _import_all()
-  return tuple(sorted(_REGISTRY))
+  return _TASKS.names()
 
 
 def get(task_config: Any) -> Task:
@@ -36,9 +35,7 @@ def get(task_config: Any) -> Task:
   _import_all()
   cfg = dict(task_config)
   name = cfg.pop("name", None)
-  if name not in _REGISTRY:
-    raise ConfigError(f"task.name={name!r} is not a known task; choose one of {', '.join(names())}.")
-  cls = _REGISTRY[name]
+  cls = _TASKS.lookup(name, "task.name")
   fields = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(cfg) - fields)
   if unknown:
@@ -56,10 +53,8 @@ def default_config(name: str, **overrides) -> dict[str, Any]:
   """{"name": name, every field of the task: its default} with `overrides` applied, so that
   configs list all of a task's fields and each can be set with --config.task.FIELD."""
   _import_all()
-  if name not in _REGISTRY:
-    raise ConfigError(f"task.name={name!r} is not a known task; choose one of {', '.join(names())}.")
   out = {"name": name}
-  for f in dataclasses.fields(_REGISTRY[name]):
+  for f in dataclasses.fields(_TASKS.lookup(name, "task.name")):
     out[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
   unknown = sorted(set(overrides) - set(out))
   if unknown:

@@ -30,7 +30,6 @@ is not included.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable
 
@@ -40,33 +39,22 @@ import numpy as np
 import optax
 
 from looped_jax.errors import ConfigError
+from looped_jax.registry import Registry
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 LASSO_ALPHAS = (1.0, 0.1, 0.01, 0.001, 0.0001)  # Garg's grid for sparse LR
-_REGISTRY: dict[str, Callable[..., Predictor]] = {}
-
-
-def register(name: str):
-  def wrap(fn):
-    if name in _REGISTRY:
-      raise ValueError(f"baseline {name!r} registered twice")
-    _REGISTRY[name] = fn
-    return fn
-  return wrap
+_BASELINES = Registry("baseline")
+register = _BASELINES.register  # function decorator: @register("name")
 
 
 def names() -> tuple[str, ...]:
-  return tuple(sorted(_REGISTRY))
+  return _BASELINES.names()
 
 
 def get(name: str, **kwargs) -> Predictor:
   """Builds the baseline `name` with constructor keyword arguments `kwargs`."""
-  if name not in _REGISTRY:
-    hint = difflib.get_close_matches(name, _REGISTRY, n=1)
-    hint = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise ConfigError(f"baseline {name!r} is unknown{hint}; choose one of {', '.join(names())}.")
-  return _REGISTRY[name](**kwargs)
+  return _BASELINES.lookup(name)(**kwargs)
 
 
 def relevant_baselines(task_name: str) -> dict[str, Predictor]:
