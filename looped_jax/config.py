@@ -33,8 +33,6 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "warmup_stable_decay")
 MODES = ("train", "eval", "hessian")
 HESSIAN_METHODS = ("exact", "lanczos")
-SHIFT_MOMENTS = ("keep", "reset")  # = looped_jax.train.shift.MOMENTS (not imported: keeps jax out)
-SHIFT_LR = ("keep", "rewarm")
 # Dict-valued keys whose contents are free-form (checked by their own parsers, not the schema).
 FREE_FORM = ("task", "variants", "shift.criterion", "eval.loop_sweep.tasks")
 
@@ -358,8 +356,8 @@ def validate_mesh(config: ml_collections.ConfigDict) -> None:
 def validate_shift(config: ml_collections.ConfigDict) -> None:
   """Checks the `shift` section; the criterion settings are parsed by ShiftSchedule."""
   s, t = config.shift, config.train
-  check_choice("shift.moments", s.moments, SHIFT_MOMENTS)
-  check_choice("shift.lr", s.lr, SHIFT_LR)
+  check_choice("shift.moments", s.moments, shift_criteria.MOMENTS)
+  check_choice("shift.lr", s.lr, shift_criteria.LR_MODES)
   if not s.loops:
     return
   schedule = shift_schedule(config)  # raises ConfigError on bad loops / criterion settings

@@ -37,7 +37,7 @@ GRAD_NORM = "grad_norm"
 SIMPLE_ACC = "simple_acc"
 GRAD_COSINE = "grad_cosine"  # cos(∇ single, ∇ looped) on W_Q, W_K (Gong et al.'s Theorem 3)
 SCP_SIGNALS = {TRAIN_LOSS: "min", EVAL_LOSS: "min", GRAD_NORM: "min", SIMPLE_ACC: "max"}
-GRAD_COSINE_PARTS = ("qk", "all")  # = shift_signals.PARTS (not imported: keeps jax out)
+GRAD_COSINE_PARTS = ("qk", "all")  # W_Q and W_K, or every parameter (train/shift_signals.py)
 
 _STATE = {"state": True}  # field metadata: running state, not a setting
 
