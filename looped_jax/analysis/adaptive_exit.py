@@ -47,14 +47,15 @@ class ExitResult(NamedTuple):
 
 
 def kl_between(logits_new: Array, logits_old: Array) -> Array:
-  """KL(p_new || p_old) over the last axis, averaged over the others, for ONE example."""
+  """KL(p_new || p_old) over the last axis, averaged over the others, for ONE example:
+  logits [n, C] each -> scalar."""
   logp_new = jax.nn.log_softmax(logits_new, axis=-1)
   logp_old = jax.nn.log_softmax(logits_old, axis=-1)
   return jnp.mean(jnp.sum(jnp.exp(logp_new) * (logp_new - logp_old), axis=-1))
 
 
 def mean_max_prob(logits: Array) -> Array:
-  """Mean over positions of the max softmax probability, for ONE example."""
+  """Mean over positions of the max softmax probability, for ONE example: [n, C] -> scalar."""
   return jnp.mean(jnp.max(jax.nn.softmax(logits, axis=-1), axis=-1))
 
 

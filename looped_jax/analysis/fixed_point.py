@@ -49,7 +49,7 @@ def _norm(a: Array) -> Array:
 
 
 def relative_residual(h: Array, h_next: Array) -> Array:
-  """||h_next - h|| / ||h|| for ONE example (scalar).
+  """||h_next - h|| / ||h|| for ONE example: states [*S] each -> scalar.
 
   A zero state that stays zero gives 0 (a fixed point); a zero state that moves gives inf.
   """

@@ -28,7 +28,11 @@ import numpy as np
 from looped_jax.errors import ConfigError
 from looped_jax.tasks.icl import InContextRegression
 
+# A predictor maps a batch's interleaved prompts, inputs [B, 2n, d], to outputs shaped as the
+# model's, [B, 2n, 1], read at the x positions (tasks/baselines.py's baselines too).
 Predictor = Callable[[Any], Any]
+# An error-vs-k curve: {"mean", "std", "bootstrap_low", "bootstrap_high", ...}, each a list of
+# n floats (k = 0..n-1 in-context examples; None where no prompt is scored at that k).
 Curve = dict[str, Any]
 
 _SCALES = (0.333, 0.5, 2.0, 3.0)  # Garg's scale-x / scale-y grid
