@@ -136,6 +136,36 @@ def test_killed_peer_stops_the_other_within_60_seconds(tmp_path):
   assert len(errors) == 1 and "a peer process died" in errors[0], stderr[-2000:]
 
 
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_at_the_same_step_with_a_checkpoint(tmp_path):
+  """Preemption may reach only one process: they agree at the next log step (a collective),
+  both save that step and exit with the signal's status and one line."""
+  port, workdir = _free_port(), str(tmp_path / "run")
+  args = [f"--config={TINY}", "--config.train.num_steps=100000", "--config.train.log_every=5",
+          "--config.eval.every=100000", "--config.train.checkpoint_every=100000"]
+  log = open(tmp_path / "stdout0", "w")
+  procs = (_process(0, 2, port, workdir, *args, log=log), _process(1, 2, port, workdir, *args))
+  try:
+    deadline = time.time() + 300
+    while "step 10/" not in (tmp_path / "stdout0").read_text():  # both are training
+      assert all(p.poll() is None for p in procs) and time.time() < deadline, "no training"
+      time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)
+    stderrs = [p.communicate(timeout=120)[1] for p in procs]
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+  lines = [[ln for ln in err.splitlines() if ln.startswith("error: ")] for err in stderrs]
+  assert [p.returncode for p in procs] == [143, 143], stderrs
+  assert all(len(ls) == 1 and ls[0].startswith("error: stopped by SIGTERM at step ")
+             for ls in lines), stderrs
+  steps = {int(ls[0].split("at step ")[1].split(",")[0]) for ls in lines}
+  assert len(steps) == 1 and steps.pop() % 5 == 0  # the same log step in both
+  saved = [d for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+  assert saved == [lines[0][0].split("at step ")[1].split(",")[0]]
+
+
 def test_unreachable_coordinator_is_a_clean_error(tmp_path):
   started = time.time()
   proc = _process(1, 2, _free_port(), str(tmp_path / "run"), f"--config={TINY}",
