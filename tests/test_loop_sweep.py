@@ -65,6 +65,7 @@ def test_eval_mode_writes_the_loop_sweep(tmp_path):
   np.testing.assert_allclose(result["settings"]["train"]["token_accuracy"][1], token, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_timestep_models_skip_exit_and_diagnostics():
   config = _config(timestep=True)
   config.eval.loop_sweep.tasks = {}

@@ -201,6 +201,7 @@ def test_lipschitz_matches_dense_implicit_jacobian(case):
   np.testing.assert_allclose(got, want, rtol=0.02)
 
 
+@pytest.mark.slow
 def test_diagnose_summary_is_json_and_consistent():
   m = TanhMap(rho=0.7, seed=6)
   out = fp.diagnose(m.step, m.h0, m.x, LOOPS, jax.random.key(0))

@@ -274,6 +274,7 @@ def test_outer_norm_keeps_state_on_the_sphere():
   assert not np.allclose(jnp.mean(plain**2, axis=-1), 1.0, rtol=1e-1)
 
 
+@pytest.mark.slow
 def test_prelude_and_coda_default_off_leaves_the_parameter_tree():
   _, params = build(num_loops=3)
   assert set(params) == {"embedding", "positions", "layers", "ln_f", "head"}

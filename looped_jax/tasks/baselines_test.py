@@ -71,6 +71,7 @@ def test_least_squares_matches_closed_form():
   assert first[10] == pytest.approx(0.5, abs=0.05)
 
 
+@pytest.mark.slow
 def test_averaging_matches_closed_form():
   # (d + 1) / k has heavy-tailed per-prompt errors: 32k prompts put every k within 5 %.
   inputs, ys = _lr_batches("linear_regression", 8)
