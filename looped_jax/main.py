@@ -78,8 +78,8 @@ def main(argv):
           distributed.EXIT_PEER_FAILURE)
 
 
-INTERRUPTED = ("interrupted; nothing was lost: rerun the same command to start again or resume "
-               "from the last checkpoint.")
+NOTHING_LOST = ("nothing was lost: rerun the same command to start again or resume from the "
+                "last checkpoint.")
 
 
 class _Terminated(BaseException):
@@ -161,9 +161,9 @@ def run() -> None:
   try:
     app.run(main, flags_parser=_parse_flags)
   except KeyboardInterrupt:
-    _fail(INTERRUPTED, EXIT_INTERRUPTED)
+    _fail(f"interrupted; {NOTHING_LOST}", EXIT_INTERRUPTED)
   except _Terminated:
-    _fail("stopped by SIGTERM; " + INTERRUPTED.split("; ", 1)[1], EXIT_TERMINATED)
+    _fail(f"stopped by SIGTERM; {NOTHING_LOST}", EXIT_TERMINATED)
 
 
 if __name__ == "__main__":

@@ -211,14 +211,8 @@ class LoopedTransformer(nnx.Module):
     """`num_loops` more loops from state h [B, n, D] with injection e [B, n, D] (from
     `encode`), loop indices start, start + 1, ...: the state after them, [B, n, D]. `key`:
     dropout. `run_loops(initial_state(e), e, L)` is the state the read-out of L loops sees."""
-    keys = (jax.random.split(key, num_loops) if key is not None
-            else jnp.zeros((num_loops,), jnp.uint32))
-
-    def body(h, xs):
-      t, key_t = xs
-      return self.loop(h, e, key_t if key is not None else None, t), None
-
-    h, _ = jax.lax.scan(body, h, (start + jnp.arange(num_loops), keys))
+    loop = self._loop_fn(e, key)  # the forward pass's loop: same remat, same dropout keys
+    h, _ = jax.lax.scan(lambda h, t: (loop(h, t), None), h, start + jnp.arange(num_loops))
     return h
 
   def readout(self, h: jax.Array) -> jax.Array:
@@ -251,8 +245,7 @@ class LoopedTransformer(nnx.Module):
     h = self.initial_state(e, state_key)
     loop = self._loop_fn(e, dropout_key)
     if num_loops > window:
-      h, _ = jax.lax.scan(lambda h, t: (loop(h, t), None), h, jnp.arange(num_loops - window))
-      h = jax.lax.stop_gradient(h)
+      h = jax.lax.stop_gradient(self.run_loops(h, e, num_loops - window, key=dropout_key))
 
     def emit(h, t):
       h = loop(h, t)

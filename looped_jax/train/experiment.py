@@ -134,7 +134,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   if icl_report.applies(exp.task):  # error vs k / vs loops with baselines, JSON + PNG
     result |= icl_report.write(exp, state["params"], workdir)
   if distributed.is_primary():
-    workdir_lib.write_atomically(os.path.join(workdir, run_files.EVAL),
+    run_files.write_atomically(os.path.join(workdir, run_files.EVAL),
                                  json.dumps(result, indent=2, sort_keys=True))
   loop_sweep.write(exp, state["params"], workdir)  # token tasks with eval.loop_sweep on
   return result
@@ -150,7 +150,7 @@ def hessian(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   latest, state = trainer.restore_latest(exp, workdir, "hessian")
   result = {"step": latest} | landscape_tracking.Probe(exp).spectrum(state["params"])
   if distributed.is_primary():
-    workdir_lib.write_atomically(os.path.join(workdir, run_files.HESSIAN),
+    run_files.write_atomically(os.path.join(workdir, run_files.HESSIAN),
                                  json.dumps(result, indent=1, sort_keys=True))
   return result
 

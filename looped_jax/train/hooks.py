@@ -36,8 +36,3 @@ class Hook(Protocol):
 
   def close(self) -> None:
     ...
-
-
-def every(interval: int, step: int, last: bool) -> bool:
-  """The usual `due`: every `interval` steps (never when 0) and at the last step."""
-  return bool(interval) and (step % interval == 0 or last)

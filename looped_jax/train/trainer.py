@@ -180,7 +180,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
   if run is not None:
     summary |= run.end_metrics()
   if primary:
-    workdir_lib.write_atomically(os.path.join(workdir, run_files.SUMMARY),
+    run_files.write_atomically(os.path.join(workdir, run_files.SUMMARY),
                                  json.dumps(summary, indent=2, sort_keys=True))
   return final_eval
 

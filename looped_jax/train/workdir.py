@@ -2,7 +2,7 @@
 which folders `--overwrite` may delete.
 
 A folder is a run of this project when its config.json is a looped_jax config and every
-other entry is a file or folder the project writes (RUN_ENTRIES); a folder whose entries are
+other entry is a file or folder the project writes (run_files.RUN_ENTRIES); a folder whose entries are
 such runs (the variants of a config) and the comparison plots drawn over them is one too.
 `--overwrite` deletes only such folders: anything else in them is refused, so that no file
 a person put there is ever lost.
@@ -22,9 +22,6 @@ from looped_jax import config as config_lib
 from looped_jax import distributed, run_files
 from looped_jax.errors import ConfigError, check
 
-CONFIG_FILE, CHECKPOINTS = run_files.CONFIG, run_files.CHECKPOINTS
-write_atomically = run_files.write_atomically
-RUN_ENTRIES, VARIANTS_ENTRIES = run_files.RUN_ENTRIES, run_files.VARIANTS_ENTRIES
 # Config keys that say where and how a run executes, not what it computes: a run may resume
 # under another mesh (orbax reshards the checkpoint) or other XLA options.
 PLACEMENT_KEYS = ("mesh", "xla_options")
@@ -74,7 +71,7 @@ def saved_config(workdir: str) -> dict | None:
   Raises ConfigError when the file is not a looped_jax config: the workdir is then not
   known to be a run, and nothing may be resumed into or deleted from it.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = os.path.join(workdir, run_files.CONFIG)
   if not os.path.exists(path):
     return None
   try:
@@ -100,19 +97,19 @@ def foreign_entry(workdir: str) -> str | None:
   if not os.path.isdir(workdir):
     return None
   entries = sorted(os.listdir(workdir))
-  if CONFIG_FILE in entries:
+  if run_files.CONFIG in entries:
     try:
       saved_config(workdir)
     except ConfigError:
-      return CONFIG_FILE
-    return next((e for e in entries if not _matches(e, RUN_ENTRIES)), None)
+      return run_files.CONFIG
+    return next((e for e in entries if not _matches(e, run_files.RUN_ENTRIES)), None)
   for entry in entries:  # a config's variants: run folders and the plots drawn over them
     path = os.path.join(workdir, entry)
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE)):
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, run_files.CONFIG)):
       below = foreign_entry(path)
       if below is not None:
         return os.path.join(entry, below)
-    elif not _matches(entry, VARIANTS_ENTRIES):
+    elif not _matches(entry, run_files.VARIANTS_ENTRIES):
       return entry
   return None
 
@@ -137,7 +134,7 @@ def remove_run(workdir: str) -> None:
 
 def check_has_run(workdir: str, mode: str) -> None:
   """Raises ConfigError unless `workdir` holds a trained run (for --mode=eval / hessian)."""
-  path = os.path.join(workdir, CHECKPOINTS)
+  path = os.path.join(workdir, run_files.CHECKPOINTS)
   steps = [n for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
   check(bool(steps), f"--mode={mode} needs a trained run, and {workdir} holds no checkpoint; "
         "check --workdir, or train first with --mode=train.")
@@ -185,7 +182,7 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) ->
     if replace:
       remove_run(workdir)
     os.makedirs(workdir, exist_ok=True)
-    write_atomically(os.path.join(workdir, CONFIG_FILE), text)
+    run_files.write_atomically(os.path.join(workdir, run_files.CONFIG), text)
   distributed.barrier("prepare_workdir:written")
 
 
@@ -255,7 +252,7 @@ def _decay_problem(old: dict, new: dict, workdir: str) -> str:
 def _checkpoint_steps(workdir: str) -> list[int]:
   # Finished orbax steps are folders named by the step (unfinished ones carry a suffix);
   # listing them avoids opening a CheckpointManager, which would create and lock the folder.
-  path = os.path.join(workdir, CHECKPOINTS)
+  path = os.path.join(workdir, run_files.CHECKPOINTS)
   return [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
 
 
