@@ -16,6 +16,17 @@ def cli(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProces
                         capture_output=True, timeout=timeout, env=dict(os.environ), **popen)
 
 
+def cli_each(rows: list[list[str]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+  """`cli(*row)` for every row, in one subprocess that forks per row (tests/cli_forks.py):
+  each row still gets a fresh process, status and streams, for one interpreter's imports."""
+  import json
+  done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_forks.py")],
+                        input=json.dumps(rows), cwd=REPO, text=True, capture_output=True,
+                        timeout=timeout, env=dict(os.environ), check=True)
+  return [subprocess.CompletedProcess(row, r["status"], r["stdout"], r["stderr"])
+          for row, r in zip(rows, json.loads(done.stdout))]
+
+
 def tiny_config(**sections) -> ml_collections.ConfigDict:
   import importlib.util
   spec = importlib.util.spec_from_file_location("tiny_config", TINY)

@@ -580,15 +580,27 @@ FLAG_ROWS = {  # command-line arguments after --workdir -> message fragment
 }
 
 
+@pytest.fixture(scope="module")
+def bad_flag_runs(tmp_path_factory):
+  """name -> (the CLI's result, its workdir), one forked process per row: absl's flag
+  registry keeps state between parses in one process."""
+  from helpers import TINY, cli_each
+  names = sorted(FLAG_ROWS)
+  workdirs = {name: tmp_path_factory.mktemp("flag") / "run" for name in names}
+  rows = []
+  for name in names:
+    args = FLAG_ROWS[name][0]
+    config = [] if any(a.startswith("--config=") for a in args) else [f"--config={TINY}"]
+    rows.append([*config, f"--workdir={workdirs[name]}", *args])
+  return {n: (d, workdirs[n]) for n, d in zip(names, cli_each(rows))}
+
+
 @pytest.mark.parametrize("name", sorted(FLAG_ROWS))
 @pytest.mark.slow
-def test_a_bad_flag_exits_2_with_one_line(tmp_path, name):
-  """A subprocess each: absl's flag registry keeps state between parses in one process."""
-  from helpers import TINY, cli
-  args, named = FLAG_ROWS[name]
-  config = [] if any(a.startswith("--config=") for a in args) else [f"--config={TINY}"]
-  done = cli(*config, f"--workdir={tmp_path / 'run'}", *args)
-  assert done.returncode == 2
+def test_a_bad_flag_exits_2_with_one_line(bad_flag_runs, name):
+  done, workdir = bad_flag_runs[name]
+  named = FLAG_ROWS[name][1]
+  assert done.returncode == 2, done.stderr
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], done.stderr
-  assert not (tmp_path / "run").exists()
+  assert not workdir.exists()

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import TINY, cli
+from helpers import TINY, cli, cli_each
 
 pytestmark = pytest.mark.slow  # end-to-end: `pytest -m slow`
 
@@ -44,15 +44,23 @@ BAD_INPUTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+  """name -> (the CLI's result, its workdir) for every row, one forked process each."""
+  workdirs = {name: tmp_path_factory.mktemp("bad") / "run" for name in BAD_INPUTS}
+  names = sorted(BAD_INPUTS)
+  done = cli_each([[f"--config={TINY}", f"--workdir={workdirs[n]}", *BAD_INPUTS[n][0]]
+                   for n in names])
+  return {n: (d, workdirs[n]) for n, d in zip(names, done)}
+
+
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
-def test_bad_input_is_one_line_and_touches_nothing(tmp_path, name):
-  args, named = BAD_INPUTS[name]
-  workdir = tmp_path / "run"
-  done = cli(f"--config={TINY}", f"--workdir={workdir}", *args)
-  assert done.returncode == 2
+def test_bad_input_is_one_line_and_touches_nothing(bad_input_runs, name):
+  done, workdir = bad_input_runs[name]
+  assert done.returncode == 2, done.stderr
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-  assert named in lines[0]
+  assert BAD_INPUTS[name][1] in lines[0]
   assert "Traceback" not in done.stderr
   assert not workdir.exists()
 
