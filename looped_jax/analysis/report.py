@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from looped_jax import jsonl, run_files  # noqa: E402
+from looped_jax.analysis import seeds  # noqa: E402
 
 # Hessian curves beside the spectra: (metric, title, per eps?); the eps-dependent ones are
 # drawn for the smallest eps fraction a run logged.
@@ -50,8 +51,7 @@ def plot_comparison(run_dirs: dict[str, str], path: str) -> str | None:
     return None
   fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
   for ax, (key, title) in zip(axes[0], panels):
-    for name, rs in records.items():
-      ax.plot(*curves(rs, key), label=name)
+    plot_runs(ax, records, key)
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -60,6 +60,21 @@ def plot_comparison(run_dirs: dict[str, str], path: str) -> str | None:
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def plot_runs(ax, records: dict[str, list[dict]], key: str, **style) -> None:
+  """One line per run; runs named MODEL_sK drawn as each model's mean over its seeds with
+  the min-max range shaded (analysis/seeds.py)."""
+  if not seeds.has_seeds(records):
+    for name, rs in records.items():
+      ax.plot(*curves(rs, key), label=name or "run", **style)
+    return
+  for model, names in seeds.group(records).items():
+    b = seeds.band([records[n] for n in names], key)
+    if not len(b.steps):
+      continue
+    line, = ax.plot(b.steps, b.mean, label=f"{model} ({b.num_seeds} seeds)", **style)
+    ax.fill_between(b.steps, b.low, b.high, color=line.get_color(), alpha=0.25, linewidth=0)
 
 
 def _varies(records: dict[str, list[dict]], key: str) -> bool:
@@ -112,17 +127,15 @@ def plot_spectra(run_dirs: dict[str, str], path: str, bins: int = 60) -> str:
     ax.set_xlabel("step")
     ax.set_ylabel("eigenvalue (asinh scale)")
     fig.colorbar(mesh, ax=ax, label="log(1 + count)")
+  eps = _eps_suffix([r for rs in records.values() for r in rs])
   for i, (metric, title, per_eps) in enumerate(SPECTRUM_CURVES):
     ax = axes[i // CURVE_COLUMNS][1 + i % CURVE_COLUMNS]  # every run on one axis
     ax.axis("on")
-    for name, rs in records.items():
-      eps = _eps_suffix(rs)
-      if per_eps and eps is not None:
-        ax.plot(*curves(rs, f"hessian/{metric}@{eps}"), marker=".", label=name or "run")
-        ax.set_title(f"{title}, eps {eps} lambda_max")
-      elif not per_eps:
-        ax.plot(*curves(rs, f"hessian/{metric}"), marker=".", label=name or "run")
-        ax.set_title(title)
+    if per_eps and eps is None:
+      continue
+    plot_runs(ax, records, f"hessian/{metric}@{eps}" if per_eps else f"hessian/{metric}",
+              marker=".")
+    ax.set_title(f"{title}, eps {eps} lambda_max" if per_eps else title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     if metric == "kappa_valley":

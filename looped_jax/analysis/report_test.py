@@ -3,6 +3,7 @@
 import json
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from looped_jax import jsonl, run_files
@@ -53,3 +54,18 @@ def test_spectra_plot_written_for_runs_with_spectra(tmp_path):
   assert not report.has_spectra({"none": dirs["none"]})
   path = report.plot_spectra(dirs, str(tmp_path / "spectra.png"))
   assert os.path.getsize(path) > 10_000
+
+
+def test_runs_named_by_seed_are_drawn_as_bands(tmp_path):
+  names = ["single_s0", "single_s1", "looped_s0", "looped_s1", "looped_s2"]
+  dirs = {n: str(tmp_path / n) for n in names}
+  for i, n in enumerate(names):
+    _fake_run(dirs[n], 1.0 + i, i)
+  assert report.plot_comparison(dirs, str(tmp_path / "comparison.png"))
+  assert report.plot_spectra(dirs, str(tmp_path / "spectra.png"))
+  _, ax = plt.subplots()
+  records = {n: jsonl.read(os.path.join(d, run_files.METRICS)) for n, d in dirs.items()}
+  report.plot_runs(ax, records, "hessian/lambda_max")
+  assert [line.get_label() for line in ax.get_lines()] == ["single (2 seeds)", "looped (3 seeds)"]
+  assert len(ax.collections) == 2  # one shaded min-max range per model
+  plt.close("all")

@@ -1,0 +1,77 @@
+"""docs/scripts/gong_horizon_report.py on made-up runs whose verdicts are known."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from helpers import REPO
+
+spec = importlib.util.spec_from_file_location(
+    "gong_horizon_report", os.path.join(REPO, "docs", "scripts", "gong_horizon_report.py"))
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
+
+STEPS = 250  # one step per epoch
+
+
+def fake_run(root, name, complex_at, entropy_at, valley, seconds_per_step=1.0):
+  """A finished run: eval every 10 steps, a spectrum every 50."""
+  folder = root / name
+  folder.mkdir()
+  (folder / "config.json").write_text(json.dumps({"train": {"num_steps": STEPS}}))
+  (folder / "summary.json").write_text("{}")
+  records = []
+  for step in range(10, STEPS + 1, 10):
+    records.append({"step": step, "loss": 1.0, "perf/train_seconds": seconds_per_step * step})
+    records.append({"step": step, "eval/accuracy/complex": complex_at(step),
+                    "eval/accuracy/simple": 0.9, "eval/loss": 1.0})
+    if step % 50 == 0:
+      records.append({"step": step, "hessian/spectral_entropy": entropy_at(step),
+                      "hessian/lambda_max": 10.0, "hessian/river_dim@1e-02": 100.0,
+                      "hessian/low_valley_dim@1e-02": valley,
+                      "hessian/low_valley_inv_sum@1e-02": valley / 2})
+  (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def paper_like(root):
+  """Looped rises late on complex samples with an entropy dip; Single stays flat; SHIFT
+  gets there on cheap single-loop steps."""
+  dip = lambda s: {50: 3.0, 100: 2.0, 150: 2.6, 200: 2.62, 250: 2.63}[s]
+  for k in (0, 1):
+    fake_run(root, f"looped_s{k}", lambda s: 0.40 + (0.10 * (s - 150) / 100 if s > 150 else 0),
+             dip, valley=50)
+    fake_run(root, f"single_s{k}", lambda s: 0.40, lambda s: 3.0 - s / 1000, valley=20)
+    fake_run(root, f"shift_s{k}", lambda s: 0.40 + (0.10 * (s - 100) / 100 if s > 100 else 0),
+             dip, valley=50, seconds_per_step=0.4)
+
+
+def test_paper_like_runs_meet_every_threshold(tmp_path, capsys):
+  paper_like(tmp_path)
+  assert script.main([str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  assert out.count("**met**") == 5, out
+  numbers = json.loads(out.strip().splitlines()[-1])
+  assert numbers["gap"] == pytest.approx([0.10, 0.10])
+  assert numbers["rise"]["looped"] == pytest.approx([0.10, 0.10])
+  # SHIFT reaches 0.49 at step 190, 0.4 s a step, against Looped's 250 s
+  assert numbers["shift"]["time_ratio"] == pytest.approx([190 * 0.4 / 250] * 2)
+
+
+def test_flat_looped_runs_meet_none_of_the_sample_and_phase_thresholds(tmp_path, capsys):
+  for k in (0, 1):
+    for model in ("looped", "single", "shift"):
+      fake_run(tmp_path, f"{model}_s{k}", lambda s: 0.40, lambda s: 3.0, valley=20)
+  assert script.main([str(tmp_path)]) == 0
+  out = capsys.readouterr().out
+  for item in ("1.", "2.", "3.", "4."):
+    line = next(ln for ln in out.splitlines() if ln.startswith(item))
+    assert line.endswith("**not met**"), line
+
+
+def test_entropy_phases():
+  assert script.has_phases([3.0, 2.0, 2.6, 2.62, 2.63])
+  assert not script.has_phases([3.0, 2.0, 2.6, 2.9, 2.63])  # not stable at the end
+  assert not script.has_phases([2.0, 2.6, 2.62, 2.63])  # no fall first
+  assert not script.falls_and_rises([3.0, 2.9, 2.8])
