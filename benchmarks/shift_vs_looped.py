@@ -31,6 +31,7 @@ import time
 import jax
 
 from looped_jax import jsonl, run_files
+from looped_jax.analysis import shift_compare
 from looped_jax.train import experiment, shift, trainer
 from looped_jax.train import build
 
@@ -73,11 +74,8 @@ def step_seconds(config, loops: int, stage: int, repeats: int) -> float:
 def seconds_to_reach(records: list[dict], metric: str,
                      target: float) -> tuple[int | None, float | None]:
   """(first eval step with `metric` >= target, perf/train_seconds logged at that step)."""
-  seconds = {r["step"]: r["perf/train_seconds"] for r in records if "perf/train_seconds" in r}
-  for r in records:
-    if metric in r and r[metric] >= target:
-      return r["step"], seconds.get(r["step"])
-  return None, None
+  step = shift_compare.first_step_reaching(records, metric, target)
+  return step, None if step is None else shift_compare.seconds_at(records, step)
 
 
 def main():

@@ -9,8 +9,8 @@ no MLP) on the Markov mixture (V=16, n=32), Adam 1e-3, batch 64. An "epoch" here
 (6,400 sequences; the paper does not give its dataset size), and the run is 250 epochs
 (25,000 steps): the paper's complex-group rise comes after epoch 150.
 
-Variants (one process trains them one after another, seed 0 of all three models first, each
-into workdir/<name>; rerunning the command resumes the unfinished one and skips the finished):
+Variants (one process trains them one after another in name order, each into workdir/<name>;
+rerunning the command resumes the unfinished one and skips the finished ones):
   looped_s{0,1,2}  Looped-Attn, L=3;
   single_s{0,1,2}  Single-Attn, L=1, the same init and batches as looped_sK;
   shift_s{0,1,2}   SHIFT, L=1 then L=3 when SCP fires on the train loss, scaled to the horizon:
@@ -95,6 +95,5 @@ def get_config(arg: str = "full"):
     variants[f"shift_s{k}"] = seeds | {"hessian": {"every": 0},
                                        "shift": {"loops": (1, LOOPS),
                                                  "criterion": horizon_scp(scale)}}
-  # Seed 0 of every model first, so that a run stopped early has one complete triple.
-  c.variants = dict(sorted(variants.items(), key=lambda kv: kv[0][-1]))
+  c.variants = variants  # a ConfigDict keeps its keys sorted: the runs go in name order
   return c

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from looped_jax import jsonl, run_files
-from looped_jax.analysis import report, seeds
+from looped_jax.analysis import report, seeds, shift_compare
 
 COMPLEX = "eval/accuracy/complex"
 SIMPLE = "eval/accuracy/simple"
@@ -33,16 +33,8 @@ SHIFT_POINTS, SHIFT_TIME = 0.01, 0.7  # 5.
 
 def value_at(records: list[dict], key: str, step: int | None = None) -> float:
   """`key` at `step` (default: the last step that logged it)."""
-  values = seeds.values_at(records, key)
-  return values[max(values) if step is None else step]
-
-
-def train_seconds_at(records: list[dict], step: int) -> float:
-  return seeds.values_at(records, "perf/train_seconds")[step]
-
-
-def first_step_reaching(records: list[dict], key: str, target: float) -> int | None:
-  return next((s for s, v in sorted(seeds.values_at(records, key).items()) if v >= target), None)
+  return (shift_compare.final(records, key) if step is None
+          else shift_compare.values_at(records, key)[step])
 
 
 def has_phases(entropy: list[float]) -> bool:
@@ -86,7 +78,7 @@ def verdicts(runs: dict[str, list[dict]], seed_ids: list[int],
                f"{_pm(last['looped']['low_valley_inv_sum'])}, Single "
                f"{_pm(last['single']['low_valley_inv_sum'])} (threshold: Looped larger on both, "
                f"every seed): **{_met(ok3)}**")
-  entropy = {m: [list(seeds.values_at(get(m, k), "hessian/spectral_entropy").values())
+  entropy = {m: [list(shift_compare.values_at(get(m, k), "hessian/spectral_entropy").values())
                  for k in seed_ids] for m in ("looped", "single")}
   phases = [has_phases(e) for e in entropy["looped"]]
   single_dips = [falls_and_rises(e) for e in entropy["single"]]
@@ -95,17 +87,10 @@ def verdicts(runs: dict[str, list[dict]], seed_ids: list[int],
   lines.append(f"4. entropy phases (Collapse, Diversification, Stabilization): Looped "
                f"{sum(phases)}/{len(phases)} seeds; Single falls and rises in "
                f"{sum(single_dips)}/{len(single_dips)} (threshold: all / none): **{_met(ok4)}**")
-  shift_gap, ratio, ratio_to_own = [], [], []
-  for k in seed_ids:
-    looped, shift = get("looped", k), get("shift", k)
-    target = value_at(looped, COMPLEX) - SHIFT_POINTS
-    shift_gap.append(value_at(shift, COMPLEX) - value_at(looped, COMPLEX))
-    reached = first_step_reaching(shift, COMPLEX, target)
-    own = first_step_reaching(looped, COMPLEX, target)
-    total = train_seconds_at(looped, max(seeds.values_at(looped, "perf/train_seconds")))
-    ratio.append(np.inf if reached is None else train_seconds_at(shift, reached) / total)
-    ratio_to_own.append(np.inf if reached is None else
-                        train_seconds_at(shift, reached) / train_seconds_at(looped, own))
+  shifts = [shift_compare.compare(get("looped", k), get("shift", k), COMPLEX, SHIFT_POINTS)
+            for k in seed_ids]
+  shift_gap, ratio, ratio_to_own = ([c[q] for c in shifts]
+                                    for q in ("gap", "time_ratio", "time_ratio_to_own"))
   ok5 = np.mean(shift_gap) >= -SHIFT_POINTS and np.mean(ratio) <= SHIFT_TIME
   out["shift"] = {"gap": shift_gap, "time_ratio": ratio, "time_ratio_to_own": ratio_to_own}
   lines.append(f"5. SHIFT - Looped, complex accuracy at the end: {_pm(shift_gap, 100)} points; "
@@ -176,7 +161,7 @@ def main(argv=None) -> int:
     return 1
   with open(os.path.join(args.workdir, names[0], run_files.CONFIG)) as f:
     epoch = json.load(f)["train"]["num_steps"] // EPOCHS
-  last_epoch = min(max(seeds.values_at(runs[n], COMPLEX)) for n in names) // epoch
+  last_epoch = min(max(shift_compare.values_at(runs[n], COMPLEX)) for n in names) // epoch
   epochs = sorted({e for e in (10, 50, 100, 150, 200, last_epoch) if e <= last_epoch})
   print(f"Seeds {seed_ids} finished ({', '.join(f'{m}: {len(v)}' for m, v in groups.items())} runs).\n")
   print("\n".join(curve_table(runs, seed_ids, epochs, epoch)) + "\n")

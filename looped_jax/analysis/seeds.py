@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from looped_jax.analysis.shift_compare import values_at
+
 _SEEDED = re.compile(r"^(?P<model>.+)_s(?P<seed>\d+)$")
 
 
@@ -43,11 +45,6 @@ class Band:
   low: np.ndarray  # min over seeds
   high: np.ndarray  # max over seeds
   num_seeds: int
-
-
-def values_at(records: list[dict], key: str) -> dict[int, float]:
-  """step -> the value of `key` logged at that step (the last one if logged twice)."""
-  return {r["step"]: r[key] for r in records if key in r}
 
 
 def band(runs: list[list[dict]], key: str) -> Band:

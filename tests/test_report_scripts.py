@@ -1,4 +1,4 @@
-"""docs/scripts/gong_horizon_report.py on made-up runs whose verdicts are known."""
+"""docs/scripts: the Gong horizon and SHIFT reports on made-up runs whose verdicts are known."""
 
 import importlib.util
 import json
@@ -75,3 +75,22 @@ def test_entropy_phases():
   assert not script.has_phases([3.0, 2.0, 2.6, 2.9, 2.63])  # not stable at the end
   assert not script.has_phases([2.0, 2.6, 2.62, 2.63])  # no fall first
   assert not script.falls_and_rises([3.0, 2.9, 2.8])
+
+
+def test_shift_report_reads_seeded_looped_and_shift_runs(tmp_path, capsys):
+  spec = importlib.util.spec_from_file_location(
+      "shift_report", os.path.join(REPO, "docs", "scripts", "shift_report.py"))
+  shift_report = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(shift_report)
+  paper_like(tmp_path)
+  for k in (0, 1):
+    for model, acc in (("looped", 0.6), ("shift", 0.55)):
+      (tmp_path / f"{model}_s{k}" / "loop_sweep.json").write_text(json.dumps(
+          {"settings": {"long": {"at_train_loops": {"token_accuracy": acc}}}}))
+  assert shift_report.main([str(tmp_path), "--metric=eval/accuracy/complex",
+                            "--length_setting=long"]) == 0
+  out = capsys.readouterr().out
+  assert "long token accuracy, SHIFT - looped: -5 [-5, -5] points" in out
+  assert "**not met**" in out  # 5 points behind at twice the length
+  rows = json.loads(out.strip().splitlines()[-1])
+  assert [r["time_ratio"] for r in rows] == pytest.approx([190 * 0.4 / 250] * 2)

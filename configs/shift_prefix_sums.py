@@ -1,0 +1,68 @@
+"""SHIFT vs plain looped training on prefix sums, tested at twice the training length.
+
+SHIFT as in Gong et al., arXiv 2510.10089 (docs/papers.md, "SHIFT"); the model is
+configs/prefix_sums.py:rope's setting that extrapolates (Labovich, arXiv 2604.15259): one
+GPT-2 block with internal recall, an outer RMS norm and rotary positions, L=8, trained on
+16-bit prefix parities. Results: docs/reproductions.md, "SHIFT vs Looped-Attn at the horizon".
+
+Variants, three seeds each (seed=K for the init, data_seed=10+K for the batches):
+  looped_sK  L=8 from step 0;
+  shift_sK   L=1 until SCP fires on the train loss (relative improvement per 100 steps below
+             1 % for 3 checks in a row), then L=8; Adam moments and the LR schedule continue.
+Both are evaluated at L=8 during training (16 bits); `--mode=eval` then sweeps 1-16 loops on
+16 and 32 bits (2x the training length) into each run's loop_sweep.json.
+
+Commands:
+  python -m looped_jax.main --config=configs/shift_prefix_sums.py --workdir=runs/shift_prefix
+  python -m looped_jax.main --config=configs/shift_prefix_sums.py --workdir=runs/shift_prefix \
+      --mode=eval
+  python docs/scripts/shift_report.py runs/shift_prefix --metric=eval/accuracy \
+      --length_setting=bits32
+Time: about 15 minutes for the six runs and their sweeps on an idle 2-core CPU.
+Thresholds, fixed before the run (means over seeds): SHIFT's per-token accuracy on 32 bits at
+L=8 within 1 point of Looped's, and its train time to Looped's final 16-bit accuracy minus 1
+point at most 0.7x Looped's train time.
+Init: `model.init="gpt2"` (the default): no reference code is matched here.
+"""
+
+from looped_jax import tasks
+from looped_jax.config import base_config
+
+SEEDS = (0, 1, 2)
+LOOPS = 8
+SCP = {"kind": "scp", "signal": "train_loss", "every": 100, "patience": 3, "delta1": 0.01}
+
+
+def get_config():
+  c = base_config()
+  c.task = tasks.default_config("prefix_sums", n_bits=16)
+  m = c.model
+  m.block = "gpt2"
+  m.d_model = 32
+  m.num_heads = 2
+  m.num_loops = LOOPS  # eval loop count; the train loop count is the stage's under SHIFT
+  m.position = "rope"
+  m.injection = "internal"
+  m.state_norm = "rms"
+  t = c.train
+  t.num_steps = 1500
+  t.batch_size = 64
+  t.learning_rate = 1e-3
+  t.grad_clip = 1.0
+  t.log_every = 50
+  t.checkpoint_every = 500
+  c.eval.every = 100
+  c.eval.batch_size = 256
+  c.eval.num_batches = 2
+  ls = c.eval.loop_sweep
+  ls.max_factor = 2
+  ls.tasks = {"bits32": {"n_bits": 32}}
+  ls.batch_size = 512
+  ls.diagnose_examples = 0
+  variants = {}
+  for k in SEEDS:
+    seeds = {"seed": k, "data_seed": 10 + k}
+    variants[f"looped_s{k}"] = seeds
+    variants[f"shift_s{k}"] = seeds | {"shift": {"loops": (1, LOOPS), "criterion": SCP}}
+  c.variants = variants
+  return c
