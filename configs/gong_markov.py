@@ -6,9 +6,10 @@ Gong et al., "What Makes Looped Transformers Perform Better Than Non-Recursive O
 One attention-only softmax layer (D=16, 1 head, no MLP) on next-token prediction over a
 mixture of near-deterministic and high-entropy order-1 chains (V=16, n=32; docs/papers.md,
 "Markov language with Information Content", variant (b)); the same parameter tree trained at
-L=1 (single) and L=3 (looped). Adam 1e-3, batch 64, 15k steps (about 100 "epochs" of 150
-steps). Per-group eval accuracy ("simple" / "complex" by Information Content) every 500 steps
-gives the sample-level dynamics.
+L=1 (single) and L=3 (looped). Adam 1e-3, batch 64, 15k steps (150 "epochs" of 100 steps,
+as configs/gong_horizon.py counts them; that config runs 250 epochs, three seeds). Per-group
+eval accuracy ("simple" / "complex" by Information Content) every 500 steps gives the
+sample-level dynamics.
 
 Command:
   python -m looped_jax.main --config=configs/gong_markov.py --workdir=runs/gong_markov
