@@ -97,6 +97,15 @@ def verdicts(runs: dict[str, list[dict]], seed_ids: list[int],
                f"train time to Looped's final minus 1 point over Looped's whole train time "
                f"{_pm(ratio)}x (over Looped's own time to it: {_pm(ratio_to_own)}x) "
                f"(threshold: >= -1 point and <= {SHIFT_TIME}x): **{_met(ok5)}**")
+  # Not a threshold (chosen after seeing that complex accuracy barely moves): the same time
+  # ratio on the eval loss, which does separate the models, to Looped's final value.
+  by_loss = [shift_compare.compare(get("looped", k), get("shift", k), "eval/loss", 0.0, lower=True)
+             for k in seed_ids]
+  out["shift_eval_loss"] = by_loss
+  lines.append(f"   (not a threshold) SHIFT's train time to Looped's final eval loss over Looped's "
+               f"whole train time: {_pm([c['time_ratio'] for c in by_loss])}x, at step "
+               f"{[c['shift_step'] for c in by_loss]}; first eval of SHIFT at or above Looped's "
+               f"final complex accuracy minus 1 point: step {[c['shift_step'] for c in shifts]}")
   return lines, out
 
 

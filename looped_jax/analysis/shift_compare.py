@@ -23,9 +23,11 @@ def final(records: list[dict], key: str) -> float:
   return values[max(values)]
 
 
-def first_step_reaching(records: list[dict], key: str, target: float) -> int | None:
-  """The first step at which `key` was logged >= target; None if never."""
-  return next((s for s, v in sorted(values_at(records, key).items()) if v >= target), None)
+def first_step_reaching(records: list[dict], key: str, target: float,
+                        lower: bool = False) -> int | None:
+  """The first step at which `key` was logged >= target (<= with `lower`); None if never."""
+  return next((s for s, v in sorted(values_at(records, key).items())
+               if (v <= target if lower else v >= target)), None)
 
 
 def seconds_at(records: list[dict], step: int) -> float:
@@ -33,13 +35,16 @@ def seconds_at(records: list[dict], step: int) -> float:
   return values_at(records, TRAIN_SECONDS)[step]
 
 
-def compare(looped: list[dict], shift: list[dict], key: str, points: float) -> dict[str, float]:
+def compare(looped: list[dict], shift: list[dict], key: str, points: float,
+            lower: bool = False) -> dict[str, float]:
   """The SHIFT numbers of one seed: `gap` (SHIFT's final minus looped's), `time_ratio`
   (SHIFT's train time to the target over looped's whole train time) and
   `time_ratio_to_own` (over looped's own time to the target); inf when SHIFT never gets
-  there. The target is looped's final value minus `points`."""
-  target = final(looped, key) - points
-  reached, own = first_step_reaching(shift, key, target), first_step_reaching(looped, key, target)
+  there. The target is looped's final value minus `points` (plus, for a `lower`-is-better
+  metric such as a loss)."""
+  target = final(looped, key) + (points if lower else -points)
+  reached = first_step_reaching(shift, key, target, lower)
+  own = first_step_reaching(looped, key, target, lower)
   total = seconds_at(looped, max(values_at(looped, TRAIN_SECONDS)))
   shift_seconds = math.inf if reached is None else seconds_at(shift, reached)
   return {"gap": final(shift, key) - final(looped, key), "target": target,

@@ -32,3 +32,15 @@ def test_a_shift_run_that_never_gets_there_takes_forever():
   got = shift_compare.compare(run([0.5, 0.9], 1.0), run([0.1, 0.2], 0.5), "eval/acc", 0.01)
   assert got["shift_step"] is None and math.isinf(got["time_ratio"])
   assert got["gap"] == pytest.approx(-0.7)
+
+
+def test_a_loss_is_reached_from_above():
+  looped = [{"step": 10, "perf/train_seconds": 10.0, "eval/loss": 3.0},
+            {"step": 20, "perf/train_seconds": 20.0, "eval/loss": 2.0}]
+  shift = [{"step": 10, "perf/train_seconds": 5.0, "eval/loss": 2.05},
+           {"step": 20, "perf/train_seconds": 10.0, "eval/loss": 1.9}]
+  got = shift_compare.compare(looped, shift, "eval/loss", points=0.1, lower=True)
+  assert got["target"] == pytest.approx(2.1)
+  assert (got["shift_step"], got["looped_step"]) == (10, 20)
+  assert got["time_ratio"] == pytest.approx(5 / 20)
+  assert got["gap"] == pytest.approx(-0.1)
