@@ -39,8 +39,10 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create,
-                                             read_only=not create,
+        # Not orbax's read_only for a reader (eval, hessian): it logs three warnings per open.
+        # A manager that never saves changes nothing: no tmp cleanup, no deletions.
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep if create else None,
+                                             create=create,
                                              cleanup_tmp_directories=create,
                                              enable_async_checkpointing=async_save))
 
