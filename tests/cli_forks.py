@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 
 from looped_jax import main
 from looped_jax.train import experiment  # noqa: F401 - main imports it lazily; once, here
@@ -30,6 +31,8 @@ def run_forked(argv: list[str], folder: str) -> dict:
       code = 0
     except SystemExit as e:
       code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # as the interpreter would: the traceback on stderr, status 1
+      traceback.print_exc()
     finally:
       sys.stdout.flush()
       sys.stderr.flush()
