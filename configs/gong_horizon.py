@@ -4,7 +4,7 @@ Gong et al., "What Makes Looped Transformers Perform Better Than Non-Recursive O
 2510.10089; docs/papers.md, "Gong et al. (2025)". Results: docs/reproductions.md, "Gong et al.
 (arXiv 2510.10089) at the paper's horizon".
 
-Model and data as configs/gong_landscape.py: one attention-only softmax layer (D=16, 1 head,
+Model, data and Hessian settings from configs/gong_landscape.py: one attention-only softmax layer (D=16, 1 head,
 no MLP) on the Markov mixture (V=16, n=32), Adam 1e-3, batch 64. An "epoch" here is 100 steps
 (6,400 sequences; the paper does not give its dataset size), and the run is 250 epochs
 (25,000 steps): the paper's complex-group rise comes after epoch 150.
@@ -46,14 +46,24 @@ Thresholds, fixed before the run (docs/reproductions.md applies them; means over
 Init: `model.init="gpt2"` (the default): Gong et al. publish no code, so no reference init.
 """
 
-from looped_jax import tasks
-from looped_jax.config import base_config
+import importlib.util
+import os
+
 from looped_jax.errors import ConfigError
 
 SEEDS = (0, 1, 2)
 LOOPS = 3
 STEPS = 25_000
 SCALE = {"full": 1, "small": 50}  # every length divided by this
+
+
+def gong_landscape():
+  """configs/gong_landscape.py's config: the model, data, optimiser and Hessian settings."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gong_landscape.py")
+  spec = importlib.util.spec_from_file_location("gong_landscape", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def horizon_scp(scale: int) -> dict:
@@ -67,28 +77,15 @@ def get_config(arg: str = "full"):
     raise ConfigError(f"configs/gong_horizon.py:{arg} is not a setting; choose one of "
                       f"{', '.join(SCALE)}.")
   scale = SCALE[arg]
-  c = base_config()
-  c.task = tasks.default_config("markov", vocab=16, length=32, variant="mixture")
-  c.model.block = "attn_only"
-  c.model.attention = "softmax"
-  c.model.d_model = 16
-  c.model.num_heads = 1
+  c = gong_landscape()
   c.model.num_loops = LOOPS  # eval loop count of every variant
   t = c.train
   t.num_steps = STEPS // scale
-  t.batch_size = 64
-  t.optimizer = "adam"
-  t.learning_rate = 1e-3
   t.log_every = 100 // scale
   t.checkpoint_every = 1000 // scale
   c.eval.every = 500 // scale
-  c.eval.batch_size = 512
-  c.eval.num_batches = 2
-  h = c.hessian
-  h.every = 1000 if scale == 1 else t.num_steps // 2  # :small: two spectra, not 25
-  h.method = "exact"
-  h.subset = "layers/attn"
-  h.probe_batch_size = 64
+  c.hessian.every = 1000 if scale == 1 else t.num_steps // 2  # :small: two spectra, not 25
+  c.hessian.probe_batch_size = 64
   variants = {}
   for k in SEEDS:
     seeds = {"seed": k, "data_seed": 10 + k}

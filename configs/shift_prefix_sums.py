@@ -28,35 +28,34 @@ point at most 0.7x Looped's train time.
 Init: `model.init="gpt2"` (the default): no reference code is matched here.
 """
 
-from looped_jax import tasks
-from looped_jax.config import base_config
+import importlib.util
+import os
 
 SEEDS = (0, 1, 2)
 LOOPS = 8
 SCP = {"kind": "scp", "signal": "train_loss", "every": 100, "patience": 3, "delta1": 0.01}
 
 
+def prefix_sums_rope():
+  """configs/prefix_sums.py:rope's config: the task, the block and its optimiser."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prefix_sums.py")
+  spec = importlib.util.spec_from_file_location("prefix_sums", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config("rope")
+
+
 def get_config():
-  c = base_config()
-  c.task = tasks.default_config("prefix_sums", n_bits=16)
+  c = prefix_sums_rope()
   m = c.model
-  m.block = "gpt2"
-  m.d_model = 32
-  m.num_heads = 2
   m.num_loops = LOOPS  # eval loop count; the train loop count is the stage's under SHIFT
-  m.position = "rope"
-  m.injection = "internal"
+  m.injection = "internal"  # the setting of prefix_sums.py that extrapolates
   m.state_norm = "rms"
+  m.max_len = 0  # the default: rope has no learned slots (prefix_sums.py sizes 64 for learned)
   t = c.train
   t.num_steps = 1500
-  t.batch_size = 64
-  t.learning_rate = 1e-3
-  t.grad_clip = 1.0
   t.log_every = 50
-  t.checkpoint_every = 500
   c.eval.every = 100
-  c.eval.batch_size = 256
-  c.eval.num_batches = 2
   ls = c.eval.loop_sweep
   ls.max_factor = 2
   ls.tasks = {"bits32": {"n_bits": 32}}
