@@ -18,8 +18,12 @@ import ml_collections
 from looped_jax import shift_criteria
 from looped_jax.errors import ConfigError, check, check_choice
 from looped_jax.models.init import SCHEMES as INIT_SCHEMES
+from looped_jax.models.layers import swiglu_width
 
-BLOCKS = ("gpt2", "attn_only")
+BLOCKS = ("gpt2", "attn_only", "post_norm")
+RECURSIONS = ("none", "trm", "hrm")
+CROSS_ENTROPIES = ("softmax", "stablemax")
+HALT_TARGETS = ("correct", "q_learning")
 ATTENTIONS = ("softmax", "linear")
 INJECTIONS = ("none", "add", "concat", "internal")
 STATE_NORMS = ("none", "rms")
@@ -47,7 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.task = ml_collections.ConfigDict({"name": "markov"})  # + the task dataclass's own fields
 
   m = c.model = ml_collections.ConfigDict()
-  m.block = "gpt2"  # gpt2: pre-LN attention + GELU MLP; attn_only: Gong et al.'s toy layer
+  # gpt2: pre-LN attention + GELU MLP; attn_only: Gong et al.'s toy layer; post_norm: the
+  # TRM / HRM block (RMS(x + Attn(x)), RMS(x + SwiGLU(x)), no learned norm scale)
+  m.block = "gpt2"
   m.attention = "softmax"  # linear = identity instead of softmax (Gong's theory)
   m.causal = True
   m.d_model = 64
@@ -72,7 +78,20 @@ def base_config() -> ml_collections.ConfigDict:
   m.layer_norm_eps = 1e-6  # every LayerNorm's epsilon (flax's default; PyTorch's is 1e-5)
   # Initialisation scheme, one initializer per parameter family (models/init.py): gpt2 (every
   # weight N(0, 0.02)) or reference_yang (Yang et al.'s code: PyTorch-default read-in/out).
+  # (reference_trm: TinyRecursiveModels' truncated LeCun normal, embedding x sqrt(D)).
   m.init = "gpt2"
+  m.head_bias = True  # the read-out Linear has a bias (the TRM / HRM head has none)
+  # Recursion over an answer y and a latent z (models/looped.py, `recursion_step`); one loop
+  # is then one recursion step: T = outer_cycles cycles of n = inner_loops updates
+  # z <- f(z + y + x) and one y <- f(y + z). trm: one shared stack, gradients through the
+  # last cycle only (Tiny Recursive Model); hrm: a second stack of high_layers blocks for y,
+  # gradients through the last z and y updates only (Hierarchical Reasoning Model).
+  m.recursion = "none"  # none | trm | hrm
+  m.inner_loops = 6  # n (TRM's L_cycles)
+  m.outer_cycles = 3  # T (TRM's H_cycles)
+  m.high_layers = 0  # hrm: blocks of the y module; 0 = num_layers
+  m.halting = False  # a halting head (q_halt, q_continue) on the answer state; trained by
+  # train.supervision_steps, used by the halting evaluation
   m.max_len = 0  # 0: the task's sequence length
   m.remat = "none"  # rematerialisation policy of one loop body
   m.unroll = 0  # gradient windows of at most this many loops run unrolled (faster, longer compile)
@@ -100,6 +119,19 @@ def base_config() -> ml_collections.ConfigDict:
   t.random_loops_low = 1
   t.random_loops_high = 0  # 0 = model.num_loops
   t.loop_curriculum = ml_collections.ConfigDict({"start": 0, "increment": 0, "every": 0})
+  # Deep supervision (TRM / HRM; train/deep_supervision.py): every example stays in its batch
+  # slot for up to this many optimizer steps, each running model.num_loops loops from the
+  # state it reached, carried across steps detached (0 = off). Evaluation then runs
+  # supervision_steps x model.num_loops loops ("eval/...").
+  t.supervision_steps = 0
+  t.halt_loss_weight = 0.5  # weight of the halting head's binary cross-entropy
+  t.halt_exploration = 0.1  # probability that an example must run >= U{2..N} steps first
+  # correct: q_halt learns "the answer is fully correct"; q_learning: also HRM's bootstrapped
+  # q_continue target (one more loop, without gradient), and halting when q_halt > q_continue
+  t.halt_target = "correct"
+  t.cross_entropy = "softmax"  # token tasks: softmax | stablemax (TRM / HRM's s(x) normaliser)
+  t.ema = 0.0  # decay of an exponential moving average of the weights (0 = off; TRM: 0.999);
+  # evaluation and --mode=eval then use the averaged weights
   t.optimizer = "adam"
   t.learning_rate = 1e-3
   t.weight_decay = 0.0
@@ -199,6 +231,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   validate_types(config)
   m, t = config.model, config.train
   check_choice("model.block", m.block, BLOCKS)
+  validate_recursion(config)
   check_choice("model.attention", m.attention, ATTENTIONS)
   check_choice("model.injection", m.injection, INJECTIONS)
   check_choice("model.init_state", m.init_state, INIT_STATES)
@@ -310,6 +343,42 @@ def validate_types(config: ml_collections.ConfigDict) -> None:
     check(ok, f"config key {key}={value!r} must be {what} (its default is {default!r}).")
 
 
+def validate_recursion(config: ml_collections.ConfigDict) -> None:
+  """Checks model.recursion / halting and deep supervision (train.supervision_steps, ema, ...)."""
+  m, t = config.model, config.train
+  check_choice("model.recursion", m.recursion, RECURSIONS)
+  check_choice("train.cross_entropy", t.cross_entropy, CROSS_ENTROPIES)
+  check_choice("train.halt_target", t.halt_target, HALT_TARGETS)
+  check(m.block != "post_norm" or not m.timestep,
+        "model.timestep needs model.block 'gpt2' or 'attn_only' (post_norm has no adaLN scales).")
+  if m.recursion != "none":
+    check(m.inner_loops >= 1 and m.outer_cycles >= 1 and m.high_layers >= 0,
+          f"model.inner_loops={m.inner_loops} and model.outer_cycles={m.outer_cycles} must be "
+          f">= 1 and model.high_layers={m.high_layers} >= 0.")
+    clashes = {"injection": "none", "state_norm": "none", "init_state": "input",
+               "timestep": False, "position_in_loop": False, "norm_in_loop": False,
+               "dropout": 0.0}
+    for key, allowed in clashes.items():
+      check(m[key] == allowed, f"model.recursion={m.recursion!r} injects x and starts from its "
+            f"own y_0, z_0: it needs model.{key}={allowed!r}, not {m[key]!r}.")
+  check(t.supervision_steps >= 0,
+        f"train.supervision_steps={t.supervision_steps} must be >= 0 (0 = no deep supervision).")
+  check(not m.halting or t.supervision_steps > 0,
+        "model.halting trains its head under deep supervision: set train.supervision_steps > 0.")
+  check(t.halt_target == "correct" or m.halting,
+        f"train.halt_target={t.halt_target!r} needs model.halting=True.")
+  check(0.0 <= t.ema < 1.0, f"train.ema={t.ema} must be in [0, 1) (0 = off; TRM uses 0.999).")
+  check(t.halt_loss_weight >= 0 and 0.0 <= t.halt_exploration <= 1.0,
+        f"train.halt_loss_weight={t.halt_loss_weight} must be >= 0 and "
+        f"train.halt_exploration={t.halt_exploration} in [0, 1].")
+  if t.supervision_steps:
+    check(t.random_loops == "none" and not t.progressive and not config.shift.loops
+          and not t.loop_curriculum.every and t.loss_on == "last",
+          "train.supervision_steps runs model.num_loops loops per step with loss_on='last'; it "
+          "cannot be combined with train.random_loops, progressive, loop_curriculum, shift.loops "
+          "or loss_on 'window' / 'all'.")
+
+
 def validate_loop_options(config: ml_collections.ConfigDict) -> None:
   """Checks progressive loss and random loop counts (train.progressive*, train.random_loops*)."""
   t = config.train
@@ -347,6 +416,7 @@ def validate_mesh(config: ml_collections.ConfigDict) -> None:
         "device count.")
   # Tensor parallelism splits heads, the QKV / MLP widths and the out-projection inputs.
   widths = [m.num_heads, m.d_model] + ([m.mlp_ratio * m.d_model] if m.block == "gpt2" else [])
+  widths += [swiglu_width(m.d_model, m.mlp_ratio)] if m.block == "post_norm" else []
   allowed = [d for d in range(1, min(widths) + 1) if all(w % d == 0 for w in widths)]
   check(mesh.model in allowed,
         f"mesh.model={mesh.model} must divide model.num_heads={m.num_heads} and the hidden "

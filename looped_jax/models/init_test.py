@@ -33,7 +33,7 @@ def test_schemes_agree_inside_the_backbone_and_differ_at_read_in_and_read_out(nu
   assert _draw(gpt2.read_in(20).kernel).std() == pytest.approx(0.02, rel=0.01)
   assert not _draw(gpt2.read_out(64).bias, (1,)).any()
   assert np.abs(_draw(reference.read_out(64).bias, (4096,))).max() == pytest.approx(1 / 8, rel=0.01)
-  assert _draw(reference.token_embedding()).std() == pytest.approx(1.0, rel=0.01)
+  assert _draw(reference.token_embedding(64)).std() == pytest.approx(1.0, rel=0.01)
 
 
 def test_an_unknown_scheme_is_refused_with_the_choices():
@@ -46,3 +46,21 @@ def test_an_unknown_scheme_is_refused_with_the_choices():
   config.model.init, config.model.layer_norm_eps = "gpt2", 0.0
   with pytest.raises(ConfigError, match="model.layer_norm_eps=0.0"):
     config_lib.validate(config)
+
+
+def test_reference_trm_is_truncated_lecun_normal_with_the_embedding_scale():
+  trm = init.ParamInit("reference_trm", 2)
+  for fan_in, linear in ((256, trm.hidden()), (256, trm.residual()), (256, trm.read_out(256)),
+                         (256, trm.read_in(256))):
+    x = _draw(linear.kernel)  # [fan_in, fan_out]
+    std = 1 / math.sqrt(fan_in)
+    assert x.std() == pytest.approx(std, rel=0.01)  # the truncation is corrected for
+    assert np.abs(x).max() <= 2 * std / 0.8796 + 1e-6  # cut at 2 sigma of the underlying normal
+    assert not _draw(linear.bias, (64,)).any()
+  embedding = _draw(trm.token_embedding(64))
+  assert embedding.std() == pytest.approx(1 / 8, rel=0.01)
+  assert trm.embedding_multiplier(64) == 8.0  # unit-scale embeddings in the forward pass
+  assert init.ParamInit("gpt2").embedding_multiplier(64) == 1.0
+  halt = init.ParamInit("gpt2").halt()
+  assert not _draw(halt.kernel, (64, 2)).any()
+  assert (_draw(halt.bias, (2,)) == init.HALT_BIAS).all()

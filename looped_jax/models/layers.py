@@ -1,5 +1,5 @@
-"""Transformer blocks: causal multi-head attention (softmax or linear), GELU MLP, and the two
-block types of the model family.
+"""Transformer blocks: causal multi-head attention (softmax or linear), GELU and SwiGLU MLPs,
+and the three block types of the model family.
 
 Shapes: B batch, n positions, D width, H heads, Dh = D / H.
 
@@ -151,6 +151,58 @@ class AttnOnlyBlock(nnx.Module):
     return x + m.attn_gate * dropout(self.attn(y), self.dropout_rate, key)
 
 
+def rms_norm(x: jax.Array, eps: float) -> jax.Array:
+  """x / sqrt(mean(x^2) + eps) over the last axis, without a learned scale, in at least float32."""
+  x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  return (x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)).astype(
+      x.dtype)
+
+
+def swiglu_width(d_model: int, ratio: float) -> int:
+  """The hidden width of the reference TRM / HRM SwiGLU: round(ratio * D * 2/3), rounded up to a
+  multiple of 256 (so two thirds of a GELU MLP's width, at least 256)."""
+  return -(-round(ratio * d_model * 2 / 3) // 256) * 256
+
+
+class SwiGLU(nnx.Module):
+  """down(silu(gate(x)) * up(x)), gate and up fused in one projection [D] -> [2W] -> [W] -> [D]."""
+
+  def __init__(self, d_model: int, ratio: float, *, use_bias: bool, init: ParamInit,
+               rngs: nnx.Rngs, dtype=None):
+    width = swiglu_width(d_model, ratio)
+    self.gate_up = linear(d_model, 2 * width, init.hidden(), use_bias=use_bias, rngs=rngs,
+                          dtype=dtype)
+    self.down = linear(width, d_model, init.residual(), use_bias=use_bias, rngs=rngs,
+                       dtype=dtype)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    gate, up = jnp.split(self.gate_up(x), 2, axis=-1)
+    return self.down(jax.nn.silu(gate) * up)
+
+
+class PostNormBlock(nnx.Module):
+  """The Tiny Recursive Model's and HRM's block (arXiv 2510.04871, 2506.21734): post-norm,
+  x = RMS(x + Attn(x)), then x = RMS(x + SwiGLU(x)); RMSNorm without a learned scale,
+  eps = model.layer_norm_eps (the reference's 1e-5). Attention is bidirectional unless
+  model.causal; biases follow model.use_bias (the reference has none)."""
+
+  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs):
+    d, dt = cfg.d_model, cfg.compute_dtype
+    self.eps = cfg.layer_norm_eps
+    self.dropout_rate = cfg.dropout
+    self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
+                          use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt,
+                          rope=cfg.position == "rope")
+    self.mlp = SwiGLU(d, cfg.mlp_ratio, use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt)
+
+  def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
+               recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
+    del recall, modulation  # config validation rejects both for this block
+    k1, k2 = jax.random.split(key) if key is not None else (None, None)
+    x = rms_norm(x + dropout(self.attn(x), self.dropout_rate, k1), self.eps)
+    return rms_norm(x + dropout(self.mlp(x), self.dropout_rate, k2), self.eps)
+
+
 class Modulation(NamedTuple):
   """Per-loop gates g and scales s, each [D] (Xu & Sato's timestep conditioning)."""
 
@@ -190,4 +242,4 @@ class TimestepModulation(nnx.Module):
     return Modulation(*jnp.split(self.out(jax.nn.silu(emb)), 4))
 
 
-BLOCKS = {"gpt2": GPT2Block, "attn_only": AttnOnlyBlock}
+BLOCKS = {"gpt2": GPT2Block, "attn_only": AttnOnlyBlock, "post_norm": PostNormBlock}

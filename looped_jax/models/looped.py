@@ -83,6 +83,12 @@ class ModelSpec:
   final_norm: bool = True
   layer_norm_eps: float = 1e-6
   init: str = "gpt2"
+  head_bias: bool = True
+  recursion: str = "none"
+  inner_loops: int = 6
+  outer_cycles: int = 3
+  high_layers: int = 0
+  halting: bool = False
   remat: str = "none"
   unroll: int = 0
   dtype: str = "float32"
@@ -90,6 +96,11 @@ class ModelSpec:
   @property
   def compute_dtype(self):
     return jnp.dtype(self.dtype)
+
+  @property
+  def state_width(self) -> int:
+    """The loop state's width: D, or 2D for a recursion state [y; z]."""
+    return self.d_model * (1 if self.recursion == "none" else 2)
 
   @classmethod
   def from_config(cls, model_config: Any, task) -> "ModelSpec":
@@ -110,12 +121,13 @@ class LoopedTransformer(nnx.Module):
     # scaled by the distinct layers k, as GPT-2's by its depth.
     init = ParamInit(spec.init, spec.num_layers)
     if spec.input_kind == "tokens":
-      self.embedding = nnx.Embed(spec.vocab_size, d, embedding_init=init.token_embedding(),
+      self.embedding = nnx.Embed(spec.vocab_size, d, embedding_init=init.token_embedding(d),
                                  dtype=dt, rngs=rngs)
     else:
       self.embedding = layers.linear(spec.vocab_size, d, init.read_in(spec.vocab_size),
                                      use_bias=True, rngs=rngs, dtype=dt)
-    self.positions = (nnx.Param(init.positions()(rngs.params(), (spec.max_len, d)))
+    self.embedding_multiplier = init.embedding_multiplier(d) if spec.input_kind == "tokens" else 1.0
+    self.positions = (nnx.Param(init.positions(d)(rngs.params(), (spec.max_len, d)))
                       if spec.position == "learned" else None)
     self.adapter = (layers.linear(2 * d, d, init.hidden(), use_bias=spec.use_bias, rngs=rngs,
                                   dtype=dt)
@@ -137,17 +149,23 @@ class LoopedTransformer(nnx.Module):
     self.layers = make_stack(spec.num_layers)  # every parameter has a leading axis of size k
     self.ln_f = (layers.layer_norm(d, rngs, dt, spec.layer_norm_eps)
                  if spec.final_norm or spec.norm_in_loop else None)
-    self.head = layers.linear(d, spec.output_dim, init.read_out(d), use_bias=True, rngs=rngs,
-                              dtype=dt)
+    self.head = layers.linear(d, spec.output_dim, init.read_out(d), use_bias=spec.head_bias,
+                              rngs=rngs, dtype=dt)
     # Created last, so the other parameters draw the same initial values as without them.
     self.prelude = make_stack(spec.prelude_layers) if spec.prelude_layers else None
     self.coda = make_stack(spec.coda_layers) if spec.coda_layers else None
+    self.high_layers = (make_stack(spec.high_layers or spec.num_layers)
+                        if spec.recursion == "hrm" else None)
+    self.halt_head = (layers.linear(d, 2, init.halt(), use_bias=True, rngs=rngs)
+                      if spec.halting else None)
 
   # -- the pieces, usable one by one (fixed-point analysis calls `loop` directly) --
 
   def embed(self, inputs: jax.Array) -> jax.Array:
     """[B, n] ids or [B, n, d_in] vectors -> e [B, n, D]."""
     e = self.embedding(inputs)
+    if self.embedding_multiplier != 1.0:
+      e = e * self.embedding_multiplier
     if self.positions is not None and not self.spec.position_in_loop:
       e = e + self.positions[: e.shape[1]].astype(e.dtype)
     return e.astype(self.spec.compute_dtype)
@@ -158,7 +176,11 @@ class LoopedTransformer(nnx.Module):
     return e if self.prelude is None else _run_stack(self.prelude, e)
 
   def initial_state(self, e: jax.Array, key: jax.Array | None = None) -> jax.Array:
-    """h_0 [B, n, D] for injection e. `key` feeds init_state="random" (default key(0))."""
+    """h_0 [B, n, D] for injection e. `key` feeds init_state="random" (default key(0)).
+
+    A recursion starts from [y_0; z_0] [B, n, 2D], the same two vectors at every position."""
+    if self.spec.recursion != "none":
+      return recursion_start(self.spec.d_model, e)
     mode = self.spec.init_state
     if mode == "input":
       return e
@@ -180,31 +202,66 @@ class LoopedTransformer(nnx.Module):
            t: jax.Array | int = 0) -> jax.Array:
     """One application of the k-layer stack: h_t = loop(h_{t-1}, e). [B, n, D] each.
 
-    t is the 0-based loop index (used by timestep conditioning only)."""
+    t is the 0-based loop index (used by timestep conditioning only). A recursion
+    (`spec.recursion`) takes one TRM / HRM step instead: see `recursion_step`."""
+    if self.spec.recursion != "none":
+      return self.recursion_step(h, e)
     h = self._inject(h, e)
     recall = self.recall(e) if self.recall is not None else None
     modulation = self.timestep(t) if self.timestep is not None else None
     if self.positions is not None and self.spec.position_in_loop:
       h = h + self.positions[: h.shape[1]].astype(h.dtype)
-    layer_def, layer_params = nnx.split(self.layers)
-    keys = (jax.random.split(key, self.spec.num_layers) if key is not None
-            else jnp.zeros((self.spec.num_layers,), jnp.uint32))
-
-    def apply_layer(h, xs):
-      params_i, key_i = xs
-      block = nnx.merge(layer_def, params_i)
-      return block(h, key_i if key is not None else None, recall=recall,
-                   modulation=modulation), None
-
-    if self.spec.num_layers == 1:  # no inner loop: XLA would stack its residuals in buffers
-      h, _ = apply_layer(h, jax.tree.map(lambda x: x[0], (layer_params, keys)))
-    else:
-      h, _ = jax.lax.scan(apply_layer, h, (layer_params, keys))
+    h = _apply_layers(self.layers, h, key, recall=recall, modulation=modulation)
     if self.spec.norm_in_loop:
       h = self.ln_f(h)
     if self.spec.state_norm == "rms":  # outer normalisation (Labovich): RMSNorm, no affine
       h = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + 1e-6)
     return h
+
+  def recursion_step(self, h: jax.Array, e: jax.Array) -> jax.Array:
+    """One step of a recursion, h = [y; z] [B, n, 2D] -> [B, n, 2D] (x = e):
+
+      cycle:  z <- f_L(z + y + x)  n times (n = inner_loops),  then  y <- f_H(y + z)
+
+    repeated T = outer_cycles times. trm (Tiny Recursive Model): f_L = f_H = the k-layer
+    stack; the first T - 1 cycles run without gradient, the last with. hrm (Hierarchical
+    Reasoning Model): f_H is a second stack (`high_layers`); only the last z and the last y
+    update get gradients (HRM's one-step gradient). "Without gradient" is exact: those updates
+    see the parameters and x under stop_gradient, so they add nothing to any gradient.
+    Each update adds its input injection to the state and applies the stack (the reference's
+    ReasoningModule).
+    """
+    d, n, cycles = self.spec.d_model, self.spec.inner_loops, self.spec.outer_cycles
+    hrm = self.spec.recursion == "hrm"
+    graphdef, state = nnx.split(self)
+    frozen = nnx.merge(graphdef, jax.lax.stop_gradient(state))
+    y, z = h[..., :d], h[..., d:]
+
+    def updates(model, y, z, x, z_updates, y_update):
+      high = model.high_layers if hrm else model.layers
+      z = jax.lax.fori_loop(0, z_updates, lambda _, z: _apply_layers(model.layers, z + y + x), z)
+      return (_apply_layers(high, y + z) if y_update else y), z
+
+    # Detached: the first T - 1 cycles (and, for hrm, all but one z update of the last).
+    x_frozen = jax.lax.stop_gradient(e)
+    y, z = jax.lax.stop_gradient((y, z))
+    for _ in range(cycles - 1):
+      y, z = updates(frozen, y, z, x_frozen, n, True)
+    if hrm and n > 1:
+      y, z = updates(frozen, y, z, x_frozen, n - 1, False)
+    y, z = jax.lax.stop_gradient((y, z))
+    y, z = updates(self, y, z, e, 1 if hrm else n, True)
+    return jnp.concatenate([y, z], axis=-1)
+
+  def answer_state(self, h: jax.Array) -> jax.Array:
+    """The part of a loop state [B, n, state_width] that the read-out sees: y, or all of h."""
+    return h[..., :self.spec.d_model] if self.spec.recursion != "none" else h
+
+  def halt_logits(self, h: jax.Array) -> jax.Array:
+    """(q_halt, q_continue) [B, 2] of the halting head, read from the mean over positions of
+    the answer state (the reference reads a puzzle-embedding position this model lacks)."""
+    pooled = jnp.mean(self.answer_state(h).astype(jnp.float32), axis=1)
+    return self.halt_head(pooled)
 
   def run_loops(self, h: jax.Array, e: jax.Array, num_loops: int, *, start: int = 0,
                 key: jax.Array | None = None) -> jax.Array:
@@ -218,6 +275,7 @@ class LoopedTransformer(nnx.Module):
   def readout(self, h: jax.Array) -> jax.Array:
     """State [B, n, D] -> outputs [B, n, output_dim]: coda, final norm, head. Outputs are
     in at least float32 (a bfloat16 model's losses in float32; a float64 one stays float64)."""
+    h = self.answer_state(h)
     if self.coda is not None:
       h = _run_stack(self.coda, h)
     if self.ln_f is not None and not self.spec.norm_in_loop:
@@ -240,9 +298,20 @@ class LoopedTransformer(nnx.Module):
     num_loops = self.spec.num_loops if num_loops is None else num_loops
     if num_loops < 1:
       raise ValueError(f"num_loops={num_loops} must be >= 1.")
-    window = num_loops if grad_loops <= 0 else min(grad_loops, num_loops)
     e = self.encode(inputs)
-    h = self.initial_state(e, state_key)
+    h, outs = self.advance(self.initial_state(e, state_key), e, num_loops, grad_loops=grad_loops,
+                           per_loop=per_loop, dropout_key=dropout_key)
+    return outs if per_loop else self.readout(h)
+
+  def advance(self, h: jax.Array, e: jax.Array, num_loops: int, *, grad_loops: int = 0,
+              per_loop: bool = False, dropout_key: jax.Array | None = None,
+              ) -> tuple[jax.Array, jax.Array | None]:
+    """`num_loops` loops from state h [B, n, S] with injection e [B, n, D], the first
+    num_loops - grad_loops of them under stop_gradient (all with gradient when grad_loops is
+    0): (the state after them [B, n, S], the read-outs of the loops with gradient
+    [T, B, n, C] if per_loop else None). Loop indices count from 0.
+    """
+    window = num_loops if grad_loops <= 0 else min(grad_loops, num_loops)
     loop = self._loop_fn(e, dropout_key)
     if num_loops > window:
       h = jax.lax.stop_gradient(self.run_loops(h, e, num_loops - window, key=dropout_key))
@@ -260,7 +329,7 @@ class LoopedTransformer(nnx.Module):
       outs = jnp.stack(outs) if per_loop else None
     else:
       h, outs = jax.lax.scan(emit, h, ts)
-    return outs if per_loop else self.readout(h)
+    return h, outs
 
   def forward_dynamic(self, inputs: jax.Array, *, warm_loops: jax.Array | int,
                       active_loops: jax.Array | int, window: int, per_loop: bool = False,
@@ -326,6 +395,37 @@ class LoopedTransformer(nnx.Module):
     if self.spec.remat == "none":
       return body
     return jax.checkpoint(body, policy=REMAT_POLICIES[self.spec.remat])
+
+
+def recursion_start(d_model: int, e: jax.Array) -> jax.Array:
+  """[y_0; z_0] broadcast to e's [B, n] -> [B, n, 2D]: two fixed vectors, truncated N(0, 1) at
+  ±2 standard deviations (the reference's H_init / L_init buffers, which are never trained;
+  here drawn from a fixed key instead of the model seed, and not parameters)."""
+  keys = jax.random.split(jax.random.key(0x5EED))
+  y0, z0 = (jax.random.truncated_normal(k, -2.0, 2.0, (d_model,), jnp.float32) / 0.87962566103423978
+            for k in keys)
+  start = jnp.concatenate([y0, z0]).astype(e.dtype)
+  return jnp.broadcast_to(start, (*e.shape[:-1], 2 * d_model))
+
+
+def _apply_layers(stack: nnx.Module, h: jax.Array, key: jax.Array | None = None, *,
+                  recall: jax.Array | None = None, modulation=None) -> jax.Array:
+  """Applies a stack of k blocks (stacked parameters) in order: [B, n, D] -> [B, n, D]."""
+  layer_def, layer_params = nnx.split(stack)
+  count = jax.tree.leaves(layer_params)[0].shape[0]
+  keys = (jax.random.split(key, count) if key is not None else jnp.zeros((count,), jnp.uint32))
+
+  def apply_layer(h, xs):
+    params_i, key_i = xs
+    block = nnx.merge(layer_def, params_i)
+    return block(h, key_i if key is not None else None, recall=recall,
+                 modulation=modulation), None
+
+  if count == 1:  # no inner loop: XLA would stack its residuals in buffers
+    h, _ = apply_layer(h, jax.tree.map(lambda x: x[0], (layer_params, keys)))
+  else:
+    h, _ = jax.lax.scan(apply_layer, h, (layer_params, keys))
+  return h
 
 
 def _run_stack(stack: nnx.Module, h: jax.Array) -> jax.Array:

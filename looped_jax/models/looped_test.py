@@ -371,3 +371,92 @@ def test_run_loops_continues_from_a_given_state():
   np.testing.assert_allclose(two_then_three, five, rtol=1e-6, atol=1e-6)
   # Restarting the loop index at 0 is another computation when t conditions the block.
   assert not np.allclose(model.run_loops(model.run_loops(h0, e, 2), e, 3), five, atol=1e-6)
+
+
+RECURSION = dict(block="post_norm", recursion="trm", num_layers=2, inner_loops=2, outer_cycles=2,
+                 init="reference_trm", head_bias=False, position="rope", causal=False,
+                 final_norm=False, layer_norm_eps=1e-5, d_model=8, num_heads=1)
+
+
+def _stack(stack, h):
+  """The blocks of a stack applied one by one in Python (independent of the model's scans)."""
+  stack_def, stack_params = nnx.split(stack)
+  count = jax.tree.leaves(stack_params)[0].shape[0]
+  for i in range(count):
+    h = nnx.merge(stack_def, jax.tree.map(lambda x, i=i: x[i], stack_params))(h)
+  return h
+
+
+def _updates(model, y, z, x, schedule):
+  """Applies ("z" | "y") updates in order: z <- f_L(z + y + x), y <- f_H(y + z)."""
+  high = model.high_layers if model.high_layers is not None else model.layers
+  for kind in schedule:
+    if kind == "z":
+      z = _stack(model.layers, z + y + x)
+    else:
+      y = _stack(high, y + z)
+  return y, z
+
+
+@pytest.mark.parametrize("recursion", ["trm", "hrm"])
+def test_recursion_gets_gradients_from_its_last_updates_only(recursion):
+  """TRM: the last cycle (n z updates, one y update) has gradients; HRM: the last z and the
+  last y update. The detached updates add nothing: the gradient equals that of the last
+  updates applied to constant states, and differs from backprop through every update."""
+  graphdef, params = build(**(RECURSION | {"recursion": recursion}))
+  x_ids = tokens(n=9)
+  targets = jax.random.randint(jax.random.key(5), (3, 9), 0, 7)
+  n, cycles = RECURSION["inner_loops"], RECURSION["outer_cycles"]
+  cycle = ["z"] * n + ["y"]
+  schedule = cycle * cycles
+  tail = len(cycle) if recursion == "trm" else 2
+  d = RECURSION["d_model"]
+
+  def loss_from(model, y):
+    logits = model.readout(jnp.concatenate([y, y], -1))  # readout sees y only
+    return jnp.mean(-jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1))
+
+  def model_loss(p):
+    model = models.merge(graphdef, p)
+    e = model.encode(x_ids)
+    h = model.recursion_step(model.initial_state(e), e)
+    return loss_from(model, h[..., :d])
+
+  model0 = models.merge(graphdef, params)
+  e0 = model0.encode(x_ids)
+  h0 = model0.initial_state(e0)
+  y_c, z_c = _updates(model0, h0[..., :d], h0[..., d:], e0, schedule[:-tail])  # values only
+
+  def tail_loss(p):
+    model = models.merge(graphdef, p)
+    y, _ = _updates(model, y_c, z_c, model.encode(x_ids), schedule[-tail:])
+    return loss_from(model, y)
+
+  def full_loss(p):
+    model = models.merge(graphdef, p)
+    y, _ = _updates(model, h0[..., :d], h0[..., d:], model.encode(x_ids), schedule)
+    return loss_from(model, y)
+
+  got, want, full = (jax.jit(jax.grad(f))(params) for f in (model_loss, tail_loss, full_loss))
+  np.testing.assert_allclose(model_loss(params), full_loss(params), rtol=1e-5)  # same forward
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), got, want)
+  differs = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.abs(a - b).max() > 1e-4), got, full))
+  assert any(differs)
+
+
+def test_recursion_state_is_y_and_z_and_hrm_has_its_own_high_stack():
+  graphdef, params = build(**RECURSION)
+  model = models.merge(graphdef, params)
+  e = model.encode(tokens())
+  h0 = model.initial_state(e)
+  assert h0.shape == (3, 9, 16) and model.spec.state_width == 16
+  # y_0 and z_0: fixed, distinct, the same at every position and for every model
+  np.testing.assert_array_equal(h0[0, 0], h0[2, 5])
+  assert not np.allclose(h0[..., :8], h0[..., 8:])
+  assert "high_layers" not in params
+  _, hrm = build(**(RECURSION | {"recursion": "hrm", "high_layers": 3}))
+  assert hrm["high_layers"]["attn"]["qkv"]["kernel"].shape[0] == 3
+  # post_norm: no learned norm scale, SwiGLU width of the reference (2/3 * 4D, multiple of 256)
+  assert set(params["layers"]) == {"attn", "mlp"}
+  assert params["layers"]["mlp"]["gate_up"]["kernel"].shape == (2, 8, 512)
+  assert "bias" not in params["head"]

@@ -52,19 +52,25 @@ LOGICAL_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"timestep/out/kernel", ("embed", "modulation")),
     (r"timestep/out/bias", ("modulation",)),
     # the k stacked layers: attention (fused QKV) and MLP, Megatron-split
-    (r"(layers|prelude|coda)/ln\d?/(scale|bias)", ("layers", "embed")),
-    (r"(layers|prelude|coda)/attn/qkv/kernel", ("layers", "embed", "qkv")),  # column-parallel
-    (r"(layers|prelude|coda)/attn/qkv/bias", ("layers", "qkv")),
-    (r"(layers|prelude|coda)/attn/out/kernel", ("layers", "heads", "embed")),  # row-parallel
-    (r"(layers|prelude|coda)/attn/out/bias", ("layers", "embed")),
-    (r"(layers|prelude|coda)/mlp/up/kernel", ("layers", "embed", "mlp")),  # column-parallel
-    (r"(layers|prelude|coda)/mlp/up/bias", ("layers", "mlp")),
-    (r"(layers|prelude|coda)/mlp/down/kernel", ("layers", "mlp", "embed")),  # row-parallel
-    (r"(layers|prelude|coda)/mlp/down/bias", ("layers", "embed")),
+    (r"(layers|prelude|coda|high_layers)/ln\d?/(scale|bias)", ("layers", "embed")),
+    (r"(layers|prelude|coda|high_layers)/attn/qkv/kernel", ("layers", "embed", "qkv")),  # column-parallel
+    (r"(layers|prelude|coda|high_layers)/attn/qkv/bias", ("layers", "qkv")),
+    (r"(layers|prelude|coda|high_layers)/attn/out/kernel", ("layers", "heads", "embed")),  # row-parallel
+    (r"(layers|prelude|coda|high_layers)/attn/out/bias", ("layers", "embed")),
+    (r"(layers|prelude|coda|high_layers)/mlp/up/kernel", ("layers", "embed", "mlp")),  # column-parallel
+    (r"(layers|prelude|coda|high_layers)/mlp/up/bias", ("layers", "mlp")),
+    (r"(layers|prelude|coda|high_layers)/mlp/down/kernel", ("layers", "mlp", "embed")),  # row-parallel
+    (r"(layers|prelude|coda|high_layers)/mlp/down/bias", ("layers", "embed")),
+    # post_norm blocks: SwiGLU with gate and up fused ([gate | up] halves of one "mlp" axis:
+    # a model-axis split keeps both halves correct, as any sharding does, at some traffic)
+    (r"(layers|prelude|coda|high_layers)/mlp/gate_up/kernel", ("layers", "embed", "mlp")),
+    (r"(layers|prelude|coda|high_layers)/mlp/gate_up/bias", ("layers", "mlp")),
     # output side
     (r"ln_f/(scale|bias)", ("embed",)),
     (r"head/kernel", ("embed", "output")),
     (r"head/bias", ("output",)),
+    (r"halt_head/kernel", ("embed", "halt")),  # (q_halt, q_continue)
+    (r"halt_head/bias", ("halt",)),
 )
 
 # Logical axes split over `model` by tensor parallelism; all others map to None.
