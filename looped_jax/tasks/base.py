@@ -68,6 +68,14 @@ class Task:
   def metrics(self, outputs: jax.Array, batch: Batch) -> Metrics:
     raise NotImplementedError
 
+  def held_out(self) -> "Task":
+    """The task that evaluation samples from.
+
+    A task with a finite training pool returns one with a disjoint pool (e.g. drawn with
+    another seed, or a test file); tasks generated on the fly return self.
+    """
+    return self
+
 
 def weighted_mean(values: jax.Array, weights: jax.Array) -> jax.Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-9)

@@ -19,7 +19,8 @@ import ml_collections
 from looped_jax import config as config_lib
 from looped_jax import models, shift_criteria, tasks
 from looped_jax.errors import check
-from looped_jax.train import compiler, optim, sharding, shift, shift_signals
+from looped_jax.train import compiler, deep_supervision, optim, sharding, shift, shift_signals
+from looped_jax.train import stablemax
 from looped_jax.train import step as step_lib
 
 EVAL_CURRICULUM_STEP = 2**30  # evaluate curriculum tasks at full difficulty
@@ -56,6 +57,13 @@ class Experiment:
     device = mesh.local_devices[0]  # this process's: a probe compiles here
     options = compiler.parse(config.xla_options, device.platform)
     compiler.check(options, device)
+    t = config.train
+    check(t.cross_entropy == "softmax" or task.input_kind == "tokens",
+          f"train.cross_entropy={t.cross_entropy!r} needs a token task; {task.name!r} is a "
+          "regression task (use 'softmax', which it ignores).")
+    check(not config.model.halting or task.input_kind == "tokens",
+          f"model.halting learns 'the answer is fully correct', which needs a token task; "
+          f"{task.name!r} is a regression task.")
     graphdef, params = models.build(config.model, task, config.seed)
     schedule = config_lib.shift_schedule(config)
     if schedule is None:
@@ -64,17 +72,39 @@ class Experiment:
       optimizer = shift.multi_stage([optim.make_optimizer(config.train) for _ in schedule.loops])
     return cls(config, task, mesh, graphdef, params, optimizer, schedule, options)
 
-  def initial_state(self) -> dict:
+  @property
+  def loss_task(self) -> tasks.Task:
+    """The task with the loss the run trains and evaluates on (train.cross_entropy)."""
+    return stablemax.loss_task(self.task, self.config.train.cross_entropy)
+
+  def _new_state(self) -> dict:
+    t = self.config.train
     state = {"step": jnp.zeros((), jnp.int32), "params": self.params,
              "opt_state": self.optimizer.init(self.params)}
+    if t.ema:  # the average starts at the initial weights
+      state["ema"] = jax.tree.map(jnp.copy, self.params)
+    if t.supervision_steps:
+      state["carry"] = deep_supervision.initial_carry(
+          self.task, t.batch_size, models.merge(self.graphdef, self.params).spec.state_width)
+    return state
+
+  def initial_state(self) -> dict:
     # Host copies: every process holds the same values and keeps its own shards.
-    return jax.device_put(jax.device_get(state), self.state_shardings)
+    return jax.device_put(jax.device_get(self._new_state()), self.state_shardings)
 
   @functools.cached_property
   def state_shardings(self):
-    state = jax.eval_shape(lambda: {"step": jnp.zeros((), jnp.int32), "params": self.params,
-                                    "opt_state": self.optimizer.init(self.params)})
-    return sharding.state_shardings(state, self.mesh, self.config.mesh.fsdp)
+    state = jax.eval_shape(self._new_state)
+    shardings = sharding.state_shardings(state, self.mesh, self.config.mesh.fsdp)
+    if "carry" in state:  # one row per batch slot: split like the batch
+      shardings["carry"] = jax.tree.map(lambda _: sharding.batch_sharding(self.mesh),
+                                        state["carry"])
+    return shardings
+
+  @staticmethod
+  def eval_params(state: dict) -> dict:
+    """The weights evaluation uses: the moving average when train.ema is on."""
+    return state.get("ema", state["params"])
 
   def sampler(self, batch_size: int):
     """(key, step) -> the global batch, split over the data axis."""
@@ -82,10 +112,22 @@ class Experiment:
 
   @functools.cache
   def train_step(self, loops: int, shift_stage: int | None = None):
-    fn = step_lib.make_train_step(self.graphdef, self.task, self.optimizer,
-                                  options=step_lib.LossOptions.from_config(self.config),
-                                  dropout=self.config.model.dropout > 0, seed=self.config.seed)
-    return jax.jit(functools.partial(fn, loops=loops, shift_stage=shift_stage),
+    t = self.config.train
+    if t.supervision_steps:
+      fn = deep_supervision.make_train_step(
+          self.graphdef, self.loss_task, self.optimizer, supervision_steps=t.supervision_steps,
+          grad_loops=t.grad_loops, halting=self.config.model.halting, halt_target=t.halt_target,
+          halt_loss_weight=t.halt_loss_weight, halt_exploration=t.halt_exploration, ema=t.ema,
+          seed=self.config.seed)
+      fn = functools.partial(fn, loops=loops)
+    else:
+      fn = functools.partial(
+          step_lib.make_train_step(self.graphdef, self.loss_task, self.optimizer,
+                                   options=step_lib.LossOptions.from_config(self.config),
+                                   dropout=self.config.model.dropout > 0, seed=self.config.seed,
+                                   ema=t.ema),
+          loops=loops, shift_stage=shift_stage)
+    return jax.jit(fn,
                    in_shardings=(self.state_shardings, sharding.batch_sharding(self.mesh)),
                    out_shardings=(self.state_shardings, sharding.replicated(self.mesh)),
                    donate_argnums=0, compiler_options=self.compiler_options)
@@ -100,32 +142,60 @@ class Experiment:
 
   @functools.cache
   def eval_step(self, loops: int):
-    fn = step_lib.make_eval_step(self.graphdef, self.task)
+    fn = step_lib.make_eval_step(self.graphdef, self.loss_task)
     # Replicated sums: every process can read them.
     return jax.jit(functools.partial(fn, loops=loops),
                    out_shardings=sharding.replicated(self.mesh),
                    compiler_options=self.compiler_options)
 
+  @functools.cache
+  def halting_eval_step(self, max_steps: int):
+    fn = deep_supervision.make_halting_eval_step(
+        self.graphdef, self.loss_task, loops_per_step=self.config.model.num_loops,
+        halt_target=self.config.train.halt_target)
+    return jax.jit(functools.partial(fn, max_steps=max_steps),
+                   out_shardings=sharding.replicated(self.mesh),
+                   compiler_options=self.compiler_options)
+
   @functools.cached_property
   def eval_batches(self) -> list[dict]:
+    """Fixed batches of the held-out task (`Task.held_out`: disjoint from a finite training
+    pool; the task itself for tasks generated on the fly), from eval_seed."""
     e = self.config.eval
-    sample = self.sampler(e.batch_size)
+    sample = sharding.batch_sampler(self.task.held_out().sample, e.batch_size, self.mesh)
     key = jax.random.key(self.config.eval_seed)
     return [sample(jax.random.fold_in(key, i), EVAL_CURRICULUM_STEP) for i in range(e.num_batches)]
 
+  @property
+  def eval_loops(self) -> int:
+    """The loop count of "eval/...": model.num_loops, times train.supervision_steps under deep
+    supervision (the depth a trained example reaches)."""
+    m = self.config.model
+    return m.num_loops * max(1, self.config.train.supervision_steps)
+
   def eval_loop_counts(self) -> list[int]:
     stages = self.schedule.loops if self.schedule else ()  # every stage's own loop count
-    return sorted({self.config.model.num_loops, *map(int, self.config.eval.loops), *stages})
+    return sorted({self.eval_loops, *map(int, self.config.eval.loops), *stages})
 
   def eval_prefix(self, loops: int) -> str:
-    return "eval" if loops == self.config.model.num_loops else f"eval@{loops}"
+    return "eval" if loops == self.eval_loops else f"eval@{loops}"
 
   def evaluate(self, params) -> dict[str, float]:
-    """Eval metrics at the model's loop count ("eval/...") and each extra count ("eval@L/...")."""
+    """Eval metrics at the model's loop count ("eval/...") and each extra count ("eval@L/...").
+
+    With a halting head, also "<prefix>/halting/...": the answers where the head halts, at
+    most loops / model.num_loops supervision steps, and "steps", the mean steps used.
+    """
     out = {}
+    per_step = self.config.model.num_loops
     for loops in self.eval_loop_counts():
-      step = self.eval_step(loops)
-      values = step_lib.combine([jax.device_get(step(params, b)) for b in self.eval_batches])
+      steps = [self.eval_step(loops)]
+      names = [""]
+      if self.config.model.halting and loops % per_step == 0:
+        steps.append(self.halting_eval_step(loops // per_step))
+        names.append("halting/")
       prefix = self.eval_prefix(loops)
-      out |= {f"{prefix}/{k}": v for k, v in values.items()}
+      for step, name in zip(steps, names):
+        values = step_lib.combine([jax.device_get(step(params, b)) for b in self.eval_batches])
+        out |= {f"{prefix}/{name}{k}": v for k, v in values.items()}
     return out

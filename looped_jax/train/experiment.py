@@ -130,13 +130,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   """Evaluates the latest checkpoint in `workdir`; writes eval.json there."""
   exp = build.Experiment.build(config)
   latest, state = trainer.restore_latest(exp, workdir, "eval")
-  result = {"step": latest} | exp.evaluate(state["params"])
+  params = exp.eval_params(state)  # the weight average when train.ema is on
+  result = {"step": latest} | exp.evaluate(params)
   if icl_report.applies(exp.task):  # error vs k / vs loops with baselines, JSON + PNG
-    result |= icl_report.write(exp, state["params"], workdir)
+    result |= icl_report.write(exp, params, workdir)
   if distributed.is_primary():
     run_files.write_atomically(os.path.join(workdir, run_files.EVAL),
                                  json.dumps(result, indent=2, sort_keys=True))
-  loop_sweep.write(exp, state["params"], workdir)  # token tasks with eval.loop_sweep on
+  loop_sweep.write(exp, params, workdir)  # token tasks with eval.loop_sweep on
   return result
 
 

@@ -161,9 +161,10 @@ def training_loss(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task, l
 
 
 def make_train_step(graphdef, task: Task, optimizer: optax.GradientTransformation, *,
-                    options: LossOptions, dropout: bool, seed: int) -> Callable:
+                    options: LossOptions, dropout: bool, seed: int, ema: float = 0.0) -> Callable:
   """(state, batch, loops, shift_stage=None) -> (state, metrics).
 
+  A state with "ema" gets its weight average updated with decay `ema` after each update.
   `loops` and `shift_stage` are static: one compile per value. `shift_stage` (SHIFT only) is
   passed to the `shift.multi_stage` optimizer, which then applies that stage's transform.
   Random loop counts (progressive loss, random depth) are traced: no extra compiles.
@@ -180,9 +181,17 @@ def make_train_step(graphdef, task: Task, optimizer: optax.GradientTransformatio
     updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"], **opt_extra)
     params = optax.apply_updates(state["params"], updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)} | extra
-    return {"step": step + 1, "params": params, "opt_state": opt_state}, metrics
+    new_state = {"step": step + 1, "params": params, "opt_state": opt_state}
+    if "ema" in state:
+      new_state["ema"] = ema_update(state["ema"], params, ema)
+    return new_state, metrics
 
   return train_step
+
+
+def ema_update(average, params, decay: float):
+  """average <- decay * average + (1 - decay) * params, leaf by leaf (train.ema)."""
+  return jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, average, params)
 
 
 def make_eval_step(graphdef, task: Task) -> Callable:

@@ -136,7 +136,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         last = last or out_of_time  # the time budget ends the run as num_steps would
       if step % config.eval.every == 0 or last:
         clock.split(state)
-        final_eval = exp.evaluate(state["params"])
+        final_eval = exp.evaluate(exp.eval_params(state))
         clock.restart()  # eval time is not training time
         writer.write(step, final_eval | (_shift_eval(exp, run, step, final_eval, signals)
                                          if run is not None else {}))
@@ -161,7 +161,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = 
         _save_and_stop(ckpt, stop, step, state, _checkpoint_meta(step, loops, clock, run),
                        pending, saved)
     if not final_eval:  # a resumed run that had already finished
-      final_eval = exp.evaluate(state["params"])
+      final_eval = exp.evaluate(exp.eval_params(state))
   except BaseException:
     stop.uninstall()
     # The error that stopped the run is the one to report.
@@ -197,7 +197,7 @@ def _save_and_stop(ckpt: checkpoint_lib.Checkpointer, stop: preemption.StopSigna
   line averages over) unless it was just saved, waits for the save, and raises RunStopped."""
   if not saved:
     values = jax.device_get(pending)
-    ckpt.save(step, state, meta | {PENDING: [{k: float(v) for k, v in r.items()} for r in values]})
+    ckpt.save(step, state, meta | {PENDING: [jax.tree.map(float, r) for r in values]})
   ckpt.wait()
   raise RunStopped(f"stopped by {stop.name} at step {step}, with a checkpoint of that step "
                    "saved; rerun the same command to resume.", stop.exit_status)
@@ -205,7 +205,9 @@ def _save_and_stop(ckpt: checkpoint_lib.Checkpointer, stop: preemption.StopSigna
 
 def _restored_pending(meta: dict) -> list[dict]:
   # float32, as the train step returned them: the log line's mean is then the same.
-  return [{k: np.float32(v) for k, v in r.items()} for r in meta.get(PENDING, [])]
+  # JSON turned (sum, weight) pairs into lists.
+  return [{k: tuple(map(np.float32, v)) if isinstance(v, list) else np.float32(v)
+           for k, v in r.items()} for r in meta.get(PENDING, [])]
 
 
 def _close_after_failure(*resources) -> None:
@@ -293,8 +295,18 @@ def _observe_shift(exp: Experiment, run: shift_run.ShiftRun, clock: _TrainClock,
 
 
 def _mean_metrics(pending: list[dict], step: int) -> dict[str, float]:
+  """Means over the steps since the last log step; a metric given as a (sum, weight) pair is
+  sum(sums) / sum(weights) (left out when every weight is 0), e.g. the mean steps of the
+  examples that halted in the window, however many halted at each step."""
   values = jax.device_get(pending)
-  out = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+  out = {}
+  for k, first in values[0].items():
+    if isinstance(first, tuple):
+      weight = sum(float(v[k][1]) for v in values)
+      if weight > 0:
+        out[k] = sum(float(v[k][0]) for v in values) / weight
+    else:
+      out[k] = float(np.mean([v[k] for v in values]))
   if not all(math.isfinite(v) for v in out.values()):
     raise TrainingDiverged(f"the training loss became non-finite ({out}) before step {step}; "
                            "training stopped and the last good checkpoint is kept.")
