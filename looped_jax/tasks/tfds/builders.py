@@ -1,6 +1,7 @@
-"""TFDS builders for sudoku and for the held-out test sets of the reasoning tasks.
+"""TFDS builders for sudoku (generated, or read from Sudoku-Extreme CSV files) and for the
+held-out test sets of the reasoning tasks.
 
-Both write array_record files, so building and reading need tensorflow_datasets,
+All write array_record files, so building and reading need tensorflow_datasets,
 array_record and numpy only, never TensorFlow. Every example is a dict of per-example
 arrays in the task batch format (inputs, targets, weights, plus task extras such as
 `hops`), so a batch read back equals a batch from `task.sample` of the same size.
@@ -12,6 +13,9 @@ as training seeds; `check_distinct_seeds` enforces it (docs/papers.md, "Pitfalls
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import os
 from typing import Any
 
 from etils import epath
@@ -215,3 +219,161 @@ class LoopedSudoku(_ArrayRecordBuilder):
       yield i, {"inputs": puzzle.astype(np.int32),
                 "targets": solution.astype(np.int32) - 1,
                 "weights": (puzzle == 0).astype(np.float32)}
+
+
+def csv_digest(csv_dir: str) -> str:
+  """12 hex digits of sha256 over train.csv and test.csv of `csv_dir` (a few seconds for
+  the full Sudoku-Extreme set; memoized per file size and modification time)."""
+  stats = []
+  for name in ("train.csv", "test.csv"):
+    path = os.path.abspath(os.path.join(os.fspath(csv_dir), name))
+    st = os.stat(path)
+    stats.append((path, st.st_size, st.st_mtime_ns))
+  return _digest(tuple(stats))
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(stats: tuple[tuple[str, int, int], ...]) -> str:
+  h = hashlib.sha256()
+  for path, _, _ in stats:
+    with open(path, "rb") as f:
+      h.update(hashlib.file_digest(f, "sha256").digest())
+  return h.hexdigest()[:12]
+
+
+@dataclasses.dataclass(eq=False)
+class SudokuCsvConfig(tfds.core.BuilderConfig):
+  """How to turn a Sudoku-Extreme CSV folder into examples.
+
+  num_aug: augmented copies (`sudoku.augment`) written after each training puzzle, so
+    train holds (1 + num_aug) consecutive examples per puzzle, the original first; the
+    test split is never augmented (as the reference builder).
+  min_rating: rows rated below it are skipped (both splits; a split left empty is not
+    written, and reading it raises).
+  subsample: keep this many training puzzles, drawn without replacement with `seed` and
+    kept in file order, before augmentation (0 = all; test is never subsampled).
+  seed: for subsample and augmentation (puzzle i of the kept rows augments with keys from
+    fold_in(key(seed), i), whatever the chunking).
+  csv_digest: `csv_digest` of the folder this config was made for (checked at build);
+    empty for the named configs, which therefore assume one CSV folder per data_dir.
+  """
+
+  num_aug: int = 0
+  min_rating: int = 0
+  subsample: int = 0
+  seed: int = 0
+  csv_digest: str = ""
+
+  def __post_init__(self):
+    for field in ("num_aug", "min_rating", "subsample"):
+      if getattr(self, field) < 0:
+        raise ConfigError(f"{field}={getattr(self, field)} must be >= 0")
+
+
+def sudoku_csv_config(csv_dir: str | None = None, *, num_aug: int = 0, min_rating: int = 0,
+                      subsample: int = 0, seed: int = 0) -> SudokuCsvConfig:
+  """A SudokuCsvConfig whose name spells out everything that changes its data, including
+  the digest of `csv_dir`'s files, so that several CSV folders share one data_dir."""
+  digest = csv_digest(csv_dir) if csv_dir is not None else ""
+  parts = [f"csv{digest}" if digest else "csv", f"aug{num_aug}", f"rating{min_rating}",
+           f"sub{subsample}", f"seed{seed}"]
+  return SudokuCsvConfig(name="-".join(parts), num_aug=num_aug, min_rating=min_rating,
+                         subsample=subsample, seed=seed, csv_digest=digest)
+
+
+class SudokuCsv(_ArrayRecordBuilder):
+  """Sudoku-Extreme style CSV files (header source,question,answer,rating) in the `sudoku`
+  task format, read from the manual dir; the reference's augmentation and subsampling.
+
+  Features per example: inputs int32 [81] (0 blank, 1-9 given), targets int32 [81]
+  (solution digit - 1), weights float32 [81] (1 on blanks), rating int32 [] (the file's
+  rating, copied to augmented copies). Splits: train, test, in file order.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      "Put train.csv and test.csv with header source,question,answer,rating (question: 81 "
+      "characters, '.' for a blank; answer: 81 digits) in the manual dir, e.g. the files "
+      "of the Hugging Face dataset sapientinc/sudoku-extreme, and pass it as "
+      "DownloadConfig(manual_dir=...) (reader.sudoku_csv_source does).")
+  BUILDER_CONFIGS = [
+      SudokuCsvConfig(name="full", description="every row, no augmentation"),
+      # TinyRecursiveModels' Sudoku-Extreme-1K: 1000 training puzzles x 1001 copies.
+      SudokuCsvConfig(name="1k_aug1000", subsample=1000, num_aug=1000,
+                      description="1000 training puzzles, 1000 augmentations each"),
+  ]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.builder_config
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Sudoku puzzles from Sudoku-Extreme format CSV files.",
+        features=tfds.features.FeaturesDict({
+            "inputs": tfds.features.Tensor(shape=(81,), dtype=np.int32),
+            "targets": tfds.features.Tensor(shape=(81,), dtype=np.int32),
+            "weights": tfds.features.Tensor(shape=(81,), dtype=np.float32),
+            "rating": tfds.features.Tensor(shape=(), dtype=np.int32),
+        }),
+        disable_shuffling=True,  # augmented copies follow their original
+        metadata=tfds.core.MetadataDict(num_aug=cfg.num_aug, min_rating=cfg.min_rating,
+                                        subsample=cfg.subsample, seed=cfg.seed,
+                                        csv_digest=cfg.csv_digest))
+
+  def _split_generators(self, dl_manager):
+    folder = dl_manager.manual_dir
+    cfg = self.builder_config
+    if cfg.csv_digest and csv_digest(folder) != cfg.csv_digest:
+      raise ValueError(f"the CSV files in {folder} are not those config {cfg.name} was "
+                       "made for; make the config with sudoku_csv_config(that folder)")
+    splits = {}
+    for split in ("train", "test"):
+      rows = sudoku.read_csv(os.fspath(folder / f"{split}.csv"))
+      keep = np.flatnonzero(rows[2] >= cfg.min_rating)
+      if split == "train" and 0 < cfg.subsample < len(keep):
+        pick = np.random.default_rng(cfg.seed).choice(len(keep), cfg.subsample, replace=False)
+        keep = keep[np.sort(pick)]
+      if len(keep):  # TFDS cannot write an empty split: such a split is left out
+        splits[split] = self._generate_examples(rows, keep, split == "train")
+    return splits
+
+  def _generate_examples(self, rows, keep: np.ndarray, train: bool):
+    cfg = self.builder_config
+    puzzles, solutions, ratings = rows
+    num_aug = cfg.num_aug if train else 0
+    index = 0
+    for start, copies in _augmented_chunks(puzzles[keep], solutions[keep], num_aug,
+                                           cfg.seed):
+      for j, group in enumerate(copies):
+        rating = np.int32(ratings[keep[start + j]])
+        for puzzle, solution in group:
+          yield index, {"inputs": puzzle.astype(np.int32),
+                        "targets": solution.astype(np.int32) - 1,
+                        "weights": (puzzle == 0).astype(np.float32),
+                        "rating": rating}
+          index += 1
+
+
+def _augmented_chunks(puzzles: np.ndarray, solutions: np.ndarray, num_aug: int, seed: int):
+  """Yields (start, groups): groups[j] lists (puzzle, solution) [81] pairs of puzzle
+  start + j, the original first, then `num_aug` `sudoku.augment` copies."""
+  chunk = max(1, 2**16 // max(num_aug, 1))  # ~10 MB of augmented grids per step
+
+  @jax.jit
+  def augment(index, p, s):  # [C], [C, 81], [C, 81] -> [C, num_aug, 81] twice
+    def copies(i, puzzle, solution):
+      keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), i), num_aug)
+      return jax.vmap(sudoku.augment, (0, None, None))(keys, puzzle, solution)
+    return jax.vmap(copies)(index, p, s)
+
+  for start in range(0, len(puzzles), chunk):
+    p, s = puzzles[start:start + chunk], solutions[start:start + chunk]
+    if num_aug:
+      ap, as_ = jax.device_get(augment(np.arange(start, start + len(p), dtype=np.int32), p, s))
+    groups = []
+    for j in range(len(p)):
+      group = [(p[j], s[j])]
+      if num_aug:
+        group += list(zip(ap[j], as_[j]))
+      groups.append(group)
+    yield start, groups

@@ -7,11 +7,17 @@
 `data_source` builds the dataset on first use (it is generated, nothing is downloaded).
 Batches are dicts of numpy arrays with a leading batch axis [B, ...], the same keys,
 dtypes and per-example shapes as `task.sample`.
+
+Sudoku-Extreme CSV files (train.csv, test.csv in a folder) are built with
+`sudoku_csv_source(folder, "train", data_dir, num_aug=...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import contextlib
+import fcntl
+import os
 from typing import Any
 
 import grain
@@ -19,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from looped_jax.tasks.base import Batch
-# Importing builders registers LoopedReasoning and LoopedSudoku with TFDS.
+# Importing builders registers LoopedReasoning, LoopedSudoku and SudokuCsv with TFDS.
 from looped_jax.tasks.tfds import builders
 
 
@@ -34,6 +40,41 @@ def data_source(name: str, split: str, data_dir: str, *, config: Any = None,
   builder_kwargs = {"config": config} if config is not None else None
   return tfds.data_source(name, split=split, data_dir=data_dir, download=build,
                           builder_kwargs=builder_kwargs)
+
+
+def sudoku_csv_source(csv_dir: str, split: str, data_dir: str, *, num_aug: int = 0,
+                      min_rating: int = 0, subsample: int = 0,
+                      seed: int = 0) -> Sequence[dict[str, np.ndarray]]:
+  """Random-access source of split "train" or "test" of the `sudoku_csv` dataset made from
+  `csv_dir`/{train,test}.csv (see builders.SudokuCsvConfig for the other arguments).
+
+  Builds it into `data_dir` on first use, under a lock file there so that concurrent
+  processes build it once; later calls, from any process, reuse it.
+  """
+  if split not in ("train", "test"):
+    raise ValueError(f"split={split!r} must be train or test")
+  cfg = builders.sudoku_csv_config(csv_dir, num_aug=num_aug, min_rating=min_rating,
+                                   subsample=subsample, seed=seed)
+  with _file_lock(os.path.join(data_dir, ".sudoku_csv.lock")):
+    builder = tfds.builder("sudoku_csv", config=cfg, data_dir=data_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(csv_dir)))
+  if split not in builder.info.splits:
+    raise ValueError(f"{os.path.join(csv_dir, split)}.csv has no puzzle rated >= "
+                     f"{min_rating}; lower min_rating")
+  return builder.as_data_source(split=split)
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+  """Holds an exclusive flock on `path` (created if missing) for the duration."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def dataset_seed(name: str, data_dir: str, *, config: Any = None) -> int:

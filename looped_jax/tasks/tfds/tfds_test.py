@@ -125,3 +125,86 @@ def test_held_out_split_names_default_configs():
   for cfg in builders.REASONING_CONFIGS:  # every default split is a valid task
     for size in cfg.sizes:
       assert getattr(cfg.make_task(size), cfg.size_field) == size
+
+
+@pytest.fixture(scope="module")
+def csv_dir(tmp_path_factory):
+  """train.csv (6 puzzles) and test.csv (3) from our generator, 40 givens, true ratings."""
+  folder = tmp_path_factory.mktemp("csv")
+  rng = np.random.default_rng(11)
+  for split, n in (("train", 6), ("test", 3)):
+    pairs = [sudoku.generate(rng, 40) for _ in range(n)]
+    puzzles = np.stack([p for p, _ in pairs])
+    ratings = [sudoku.rate(p) + 10 * i for i, p in enumerate(puzzles)]  # distinct
+    sudoku.write_csv(str(folder / f"{split}.csv"), puzzles, np.stack([s for _, s in pairs]),
+                     ratings)
+  return str(folder)
+
+
+def _check_example(ex):
+  x, t = ex["inputs"], ex["targets"]
+  assert x.dtype == t.dtype == np.int32 and x.shape == t.shape == (81,)
+  assert _is_solution(t + 1)
+  np.testing.assert_array_equal(t[x > 0] + 1, x[x > 0])
+  np.testing.assert_array_equal(ex["weights"], (x == 0).astype(np.float32))
+  assert sudoku.count_solutions(x) == 1
+
+
+def test_sudoku_csv_build_and_read(csv_dir, data_dir):
+  rows = {split: sudoku.read_csv(f"{csv_dir}/{split}.csv") for split in ("train", "test")}
+  train = reader.sudoku_csv_source(csv_dir, "train", data_dir, num_aug=2)
+  test = reader.sudoku_csv_source(csv_dir, "test", data_dir, num_aug=2)
+  assert (len(train), len(test)) == (6 * 3, 3)
+  got = {split: [b for b in reader.batches(src, 4)] for split, src in
+         (("train", train), ("test", test))}
+  for split, groups in (("train", 3), ("test", 1)):
+    batch = {k: np.concatenate([b[k] for b in got[split]]) for k in got[split][0]}
+    puzzles, solutions, ratings = rows[split]
+    for i in range(len(batch["inputs"])):
+      _check_example({k: v[i] for k, v in batch.items()})
+    for j in range(len(puzzles)):  # the first copy of each group is the original row
+      np.testing.assert_array_equal(batch["inputs"][groups * j], puzzles[j])
+      np.testing.assert_array_equal(batch["targets"][groups * j] + 1, solutions[j])
+      np.testing.assert_array_equal(batch["rating"][groups * j:groups * (j + 1)], ratings[j])
+      for c in range(1, groups):  # then augmented copies, with as many blanks
+        x = batch["inputs"][groups * j + c]
+        assert not np.array_equal(x, puzzles[j]) and np.sum(x == 0) == np.sum(puzzles[j] == 0)
+  # Rebuilding is a no-op: the same data come back (also for another process).
+  again = reader.sudoku_csv_source(csv_dir, "train", data_dir, num_aug=2)
+  np.testing.assert_array_equal(again[4]["inputs"], train[4]["inputs"])
+  assert "tensorflow" not in sys.modules
+
+
+def test_sudoku_csv_rating_and_subsample(csv_dir, data_dir):
+  _, _, ratings = sudoku.read_csv(f"{csv_dir}/train.csv")
+  cut = int(np.sort(ratings)[2])
+  kept = reader.sudoku_csv_source(csv_dir, "train", data_dir, min_rating=cut)
+  assert [int(kept[i]["rating"]) for i in range(len(kept))] == [r for r in ratings if r >= cut]
+  sub = reader.sudoku_csv_source(csv_dir, "train", data_dir, subsample=2, seed=1)
+  assert len(sub) == 2
+  assert len(reader.sudoku_csv_source(csv_dir, "test", data_dir, subsample=2)) == 3
+  with pytest.raises(ConfigError):
+    builders.SudokuCsvConfig(name="bad", num_aug=-1)
+
+
+def test_sudoku_task_from_csv(csv_dir, data_dir):
+  train_p, train_s, ratings = sudoku.read_csv(f"{csv_dir}/train.csv")
+  test_p, _, _ = sudoku.read_csv(f"{csv_dir}/test.csv")
+  task = tasks.get({"name": "sudoku", "csv": csv_dir, "data_dir": data_dir, "pool_size": 0})
+  np.testing.assert_array_equal(task.puzzles, train_p)
+  np.testing.assert_array_equal(task.solutions, train_s)
+  np.testing.assert_array_equal(task.held_out().puzzles, test_p)
+  capped = sudoku.Sudoku(csv=csv_dir, data_dir=data_dir, pool_size=4, seed=2)
+  assert len(capped.puzzles) == 4
+  assert {p.tobytes() for p in capped.puzzles} <= {p.tobytes() for p in train_p}
+  assert len(capped.held_out().puzzles) == 3  # the cap exceeds test.csv: all rows
+  hard = sudoku.Sudoku(csv=csv_dir, data_dir=data_dir, pool_size=0,
+                       min_rating=int(np.sort(ratings)[3]))
+  assert len(hard.puzzles) == 3
+  with pytest.raises(ValueError, match="test.csv has no puzzle rated >= "):
+    hard.held_out()  # every test rating is below the cut
+  batch = jax.device_get(jax.jit(task.sample, static_argnums=1)(jax.random.key(0), 8))
+  for i in range(8):
+    _check_example({k: v[i] for k, v in batch.items()})
+  with pytest.raises(ConfigError, match="data_dir"):
+    tasks.get({"name": "sudoku", "csv": csv_dir})
