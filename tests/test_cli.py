@@ -41,6 +41,12 @@ BAD_INPUTS = {
     "unknown XLA option": (["--config.xla_options=xla_no_such_flag=1"], "xla_no_such_flag"),
     "rope on odd head width": (["--config.model.position=rope", "--config.model.num_heads=16"],
                                "model.position='rope'"),
+    "recursion with injection": (["--config.model.recursion=trm",
+                                  "--config.model.injection=add"], "model.injection='none'"),
+    "halting without deep supervision": (["--config.model.halting=True"],
+                                         "train.supervision_steps > 0"),
+    "unknown cross-entropy": (["--config.train.cross_entropy=sparsemax"],
+                              "train.cross_entropy"),
 }
 
 

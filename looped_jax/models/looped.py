@@ -226,10 +226,13 @@ class LoopedTransformer(nnx.Module):
     repeated T = outer_cycles times. trm (Tiny Recursive Model): f_L = f_H = the k-layer
     stack; the first T - 1 cycles run without gradient, the last with. hrm (Hierarchical
     Reasoning Model): f_H is a second stack (`high_layers`); only the last z and the last y
-    update get gradients (HRM's one-step gradient). "Without gradient" is exact: those updates
-    see the parameters and x under stop_gradient, so they add nothing to any gradient.
-    Each update adds its input injection to the state and applies the stack (the reference's
-    ReasoningModule).
+    update get gradients (HRM's one-step gradient). "Without gradient": those updates see the
+    parameters and x under stop_gradient, so they add nothing to a parameter's gradient.
+    The state itself flows through them, so the step's derivative in h is exact (fixed-point
+    analysis); a loss reaches an earlier loop through them only if the step's input h carries
+    a gradient, which deep supervision's carried state and grad_loops=1 do not (as the
+    reference, whose steps start from detached states). Each update adds its input injection
+    to the state and applies the stack (the reference's ReasoningModule).
     """
     d, n, cycles = self.spec.d_model, self.spec.inner_loops, self.spec.outer_cycles
     hrm = self.spec.recursion == "hrm"
@@ -242,14 +245,12 @@ class LoopedTransformer(nnx.Module):
       z = jax.lax.fori_loop(0, z_updates, lambda _, z: _apply_layers(model.layers, z + y + x), z)
       return (_apply_layers(high, y + z) if y_update else y), z
 
-    # Detached: the first T - 1 cycles (and, for hrm, all but one z update of the last).
+    # Without gradient: the first T - 1 cycles (and, for hrm, all but one z update of the last).
     x_frozen = jax.lax.stop_gradient(e)
-    y, z = jax.lax.stop_gradient((y, z))
     for _ in range(cycles - 1):
       y, z = updates(frozen, y, z, x_frozen, n, True)
     if hrm and n > 1:
       y, z = updates(frozen, y, z, x_frozen, n - 1, False)
-    y, z = jax.lax.stop_gradient((y, z))
     y, z = updates(self, y, z, e, 1 if hrm else n, True)
     return jnp.concatenate([y, z], axis=-1)
 

@@ -460,3 +460,23 @@ def test_recursion_state_is_y_and_z_and_hrm_has_its_own_high_stack():
   assert set(params["layers"]) == {"attn", "mlp"}
   assert params["layers"]["mlp"]["gate_up"]["kernel"].shape == (2, 8, 512)
   assert "bias" not in params["head"]
+
+
+def test_recursion_step_has_the_exact_derivative_in_its_state():
+  """Fixed-point analysis differentiates the step in h: the frozen updates must pass it on."""
+  graphdef, params = build(**(RECURSION | {"recursion": "hrm"}))
+  model = models.merge(graphdef, params)
+  e = model.encode(tokens())
+  h = model.initial_state(e) + 0.1 * jax.random.normal(jax.random.key(1), (3, 9, 16))
+  tangent = jax.random.normal(jax.random.key(2), h.shape)
+  d = RECURSION["d_model"]
+  n, cycles = RECURSION["inner_loops"], RECURSION["outer_cycles"]
+
+  def python_step(h):
+    y, z = _updates(model, h[..., :d], h[..., d:], e, (["z"] * n + ["y"]) * cycles)
+    return jnp.concatenate([y, z], -1)
+
+  _, got = jax.jvp(lambda h: model.loop(h, e), (h,), (tangent,))
+  _, want = jax.jvp(python_step, (h,), (tangent,))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  assert float(jnp.abs(want).max()) > 1e-3

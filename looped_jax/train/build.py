@@ -184,14 +184,15 @@ class Experiment:
     """Eval metrics at the model's loop count ("eval/...") and each extra count ("eval@L/...").
 
     With a halting head, also "<prefix>/halting/...": the answers where the head halts, at
-    most loops / model.num_loops supervision steps, and "steps", the mean steps used.
+    most loops / model.num_loops supervision steps, and "steps", the mean steps used; at the
+    trained depth (eval_loops) and the larger counts that are whole supervision steps.
     """
     out = {}
     per_step = self.config.model.num_loops
     for loops in self.eval_loop_counts():
       steps = [self.eval_step(loops)]
       names = [""]
-      if self.config.model.halting and loops % per_step == 0:
+      if self.config.model.halting and loops >= self.eval_loops and loops % per_step == 0:
         steps.append(self.halting_eval_step(loops // per_step))
         names.append("halting/")
       prefix = self.eval_prefix(loops)
