@@ -10,7 +10,7 @@ is scored: path or not (docs/recursive_reasoning.md).
 
 Model, optimiser, variants and time budget: configs/trm_sudoku.py (two post_norm blocks,
 D = 64, n = 2, T = 2, N = 8 supervision steps, halting, EMA 0.999, stablemax; looped: the same
-blocks, L = 6 loops; ablations on seed 0), TRAIN_SECONDS each.
+blocks, L = 6 loops; ablations on seed 0); TRAIN_SECONDS (300 s) of training each.
 
 Command (resumable): python -m looped_jax.main --config=configs/trm_maze.py --workdir=W
 then python docs/scripts/trm_report.py W. The argument is SIZE[:VARIANT] as in
@@ -25,6 +25,7 @@ from looped_jax.errors import ConfigError
 
 POOL = 4096
 MIN_PATH = 16
+TRAIN_SECONDS = 300.0  # per variant (configs/trm_sudoku.py's 180 s: its pools cost minutes)
 
 
 def trm_sudoku():
@@ -46,6 +47,8 @@ def get_config(arg: str = "full"):
   base.select(c, arg, "configs/trm_maze.py")
   c.task = tasks.default_config("maze", cells=5, extra_openings=3, min_path=MIN_PATH,
                                 pool_size=POOL, augment=True)
+  if size == "full":
+    c.train.max_train_seconds = TRAIN_SECONDS
   if size == "check":
     c.task.update(pool_size=64)
   return c

@@ -29,7 +29,7 @@ Variants (each a subfolder of the workdir, trained one after another; rerunning 
                          pass, gradient through the last step only, one loss (no halting)
   trm_no_halt_s0         TRM without the halting head: every example runs all N steps
   trm_no_ema_s0          TRM evaluated with its raw weights
-Every variant trains for the same time, TRAIN_SECONDS (train.max_train_seconds; evaluation
+Every variant trains for the same time, TRAIN_SECONDS = 180 s (train.max_train_seconds; evaluation
 excluded), and is evaluated once at the end at 1, 2, 4, N and 2N supervision steps (x 6 loops
 for looped); TRM also with halting on at N and 2N.
 
@@ -46,7 +46,7 @@ from looped_jax import tasks
 from looped_jax.errors import ConfigError
 
 SEEDS = (0, 1, 2)
-TRAIN_SECONDS = 300.0
+TRAIN_SECONDS = 180.0
 POOL = 2048
 MIN_RATING = 5
 DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "looped_jax")

@@ -94,3 +94,35 @@ def test_shift_report_reads_seeded_looped_and_shift_runs(tmp_path, capsys):
   assert "**not met**" in out  # 5 points behind at twice the length
   rows = json.loads(out.strip().splitlines()[-1])
   assert [r["time_ratio"] for r in rows] == pytest.approx([190 * 0.4 / 250] * 2)
+
+
+def _trm_report():
+  path = os.path.join(REPO, "docs", "scripts", "trm_report.py")
+  module_spec = importlib.util.spec_from_file_location("trm_report", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def test_trm_report_tables_means_over_seeds_and_the_copy_floor(tmp_path, capsys):
+  config = {"task": {"name": "parity", "n_bits": 4}, "eval_seed": 2}
+  for name, whole in (("trm_s0", 0.2), ("trm_s1", 0.4), ("looped_s0", 0.1), ("looped_s1", 0.1),
+                      ("trm_no_ema_s0", 0.05)):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    records = [{"step": 50, "loss": 1.0, "perf/train_seconds": 300.0},
+               {"step": 50, "eval/sequence_accuracy": whole, "eval/accuracy": 0.9,
+                "eval@1/sequence_accuracy": whole / 2, "eval/halting/sequence_accuracy": whole,
+                "eval/halting/steps": 3.0}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+  out_file = tmp_path / "table.jsonl"
+  assert _trm_report().main([str(tmp_path), f"--jsonl={out_file}"]) == 0
+  out = capsys.readouterr().out
+  assert "| trm | 2 | 30.0 [20.0, 40.0] | 90.0 [90.0, 90.0] |" in out
+  assert "| looped | 2 | 10.0 [10.0, 10.0] |" in out
+  assert "eval@1 15.0 [10.0, 20.0]" in out and "steps used 3.0 [3.0, 3.0]" in out
+  assert "| trm_no_ema_s0 | 5.0 |" in out
+  # parity: the input never equals a target bit at the answer slot ("=" is token 2)
+  assert "copy-the-input cell accuracy: 0.0%" in out
+  assert len(out_file.read_text().splitlines()) == 5

@@ -8,7 +8,9 @@ Prints, from each variant's last evaluation (metrics.jsonl):
   2. accuracy vs supervision steps (TRM: eval@s; looped: eval@(s x its loops)), halting off,
      then TRM with halting on (eval/halting/...: accuracy and mean steps used);
   3. the ablation table on seed 0: TRM, without deep supervision, without halting, without
-     EMA.
+     EMA;
+and the cell accuracy of copying the input (marking no path, filling every blank with a 1),
+the floor a model must beat.
 --jsonl writes the numbers behind the tables (one record per variant) for docs/data.
 """
 
@@ -19,9 +21,11 @@ import json
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from looped_jax import jsonl, run_files
+from looped_jax import jsonl, run_files, tasks
 from looped_jax.analysis import seeds
 
 ABLATIONS = ("trm_s0", "trm_no_ds_s0", "trm_no_halt_s0", "trm_no_ema_s0")
@@ -60,6 +64,17 @@ def summarize(workdir: str) -> dict[str, dict]:
   return {n: r for n, r in finals.items() if f"eval/{WHOLE}" in r}  # evaluated at least once
 
 
+def copy_input_accuracy(workdir: str, name: str) -> float:
+  """Scored-cell accuracy of predicting each input token as its target, on 1,024 held-out
+  examples of the run's task (the eval batches' distribution)."""
+  with open(os.path.join(workdir, name, run_files.CONFIG)) as f:
+    config = json.load(f)
+  task = tasks.get(config["task"]).held_out()
+  batch = task.sample(jax.random.key(config["eval_seed"]), 1024)
+  right = (batch["inputs"] == batch["targets"]).astype(jnp.float32) * batch["weights"]
+  return float(right.sum() / batch["weights"].sum())
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("workdir")
@@ -87,6 +102,7 @@ def main(argv=None) -> int:
   if all(f"eval/halting/{WHOLE}" in r for r in trm):
     print(f"  trm with halting at eval: {_pm([r['eval/halting/' + WHOLE] for r in trm])}, "
           f"steps used {_pm([r['eval/halting/steps'] for r in trm], 1)}")
+  print(f"  copy-the-input cell accuracy: {100 * copy_input_accuracy(args.workdir, 'trm_s0'):.1f}%")
   present = [n for n in ABLATIONS if n in finals]
   if len(present) > 1:
     print()

@@ -24,6 +24,11 @@ A random initial state (`init_state="random"`) draws h_0 per sequence from N(0, 
 truncated at +-3 sigma (Geiping); the caller passes the key (the train step: one per step;
 without a key, a fixed key(0), so evaluation is deterministic).
 
+Recursion (`recursion="trm" | "hrm"`, Tiny Recursive Model / Hierarchical Reasoning Model):
+the state is [y; z] [B, n, 2D] from two fixed vectors, one loop is `recursion_step` (T cycles
+of n updates z <- f(z + y + x) and one y <- f(y + z), gradients only through the last
+updates), the read-out and the halting head see y. docs/recursive_reasoning.md.
+
 Injection: none | add (f(h + e), Yang) | concat (f(W[h; e]), recall) | internal (W_x e added
 to the MLP input inside every block, Labovich). Outer norm: `state_norm="rms"` normalises the
 state after every loop. Timestep conditioning: zero-initialised per-loop adaLN gates and

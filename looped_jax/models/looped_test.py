@@ -403,7 +403,7 @@ def test_recursion_gets_gradients_from_its_last_updates_only(recursion):
   """TRM: the last cycle (n z updates, one y update) has gradients; HRM: the last z and the
   last y update. The detached updates add nothing: the gradient equals that of the last
   updates applied to constant states, and differs from backprop through every update."""
-  graphdef, params = build(**(RECURSION | {"recursion": recursion}))
+  graphdef, params = build(**(RECURSION | {"recursion": recursion, "num_layers": 1}))
   x_ids = tokens(n=9)
   targets = jax.random.randint(jax.random.key(5), (3, 9), 0, 7)
   n, cycles = RECURSION["inner_loops"], RECURSION["outer_cycles"]
@@ -464,7 +464,7 @@ def test_recursion_state_is_y_and_z_and_hrm_has_its_own_high_stack():
 
 def test_recursion_step_has_the_exact_derivative_in_its_state():
   """Fixed-point analysis differentiates the step in h: the frozen updates must pass it on."""
-  graphdef, params = build(**(RECURSION | {"recursion": "hrm"}))
+  graphdef, params = build(**(RECURSION | {"recursion": "hrm", "num_layers": 1}))
   model = models.merge(graphdef, params)
   e = model.encode(tokens())
   h = model.initial_state(e) + 0.1 * jax.random.normal(jax.random.key(1), (3, 9, 16))

@@ -80,7 +80,8 @@ def _with_halt_bias(state, bias):
   return state | {"params": params}
 
 
-@pytest.mark.parametrize("exploration, steps_after_one", [(0.0, 1.0), (1.0, None)])
+@pytest.mark.parametrize("exploration, steps_after_one", [
+    (0.0, 1.0), pytest.param(1.0, None, marks=pytest.mark.slow)])
 def test_halting_head_ends_examples_and_exploration_delays_them(exploration, steps_after_one):
   config = _config(supervision_steps=6, halt_exploration=exploration, learning_rate=1e-9)
   config.model.halting = True
@@ -113,7 +114,7 @@ def test_halting_evaluation_uses_the_answer_where_the_head_halts():
     np.testing.assert_allclose(metrics["accuracy"], plain["accuracy"])
 
 
-@pytest.mark.parametrize("kind", ["softmax", "stablemax"])
+@pytest.mark.parametrize("kind", [pytest.param("softmax", marks=pytest.mark.slow), "stablemax"])
 def test_the_configured_normaliser_is_the_trained_loss(kind):
   exp = build.Experiment.build(_config(cross_entropy=kind))
   b1 = _batches(exp, 1)[0]
@@ -150,3 +151,16 @@ def test_initial_carry_has_every_slot_halted():
   carry = deep_supervision.initial_carry(task, 4, 32)
   assert carry["halted"].all() and carry["state"].shape == (4, 6, 32)
   assert set(carry["data"]) == set(task.sample(jax.random.key(0), 1))
+
+
+@pytest.mark.slow
+def test_q_learning_target_is_the_next_steps_sigmoid_max_q():
+  """HRM's continue target: at init (head weight 0, bias -5) every q is -5, so the target is
+  sigmoid(max(-5, -5)) and the loss is the entropy of sigmoid(-5)."""
+  config = _config(halt_target="q_learning", supervision_steps=4)
+  config.model.halting = True
+  exp = build.Experiment.build(config)
+  _, metrics = exp.train_step(1)(exp.initial_state(), _batches(exp, 1)[0])
+  p = jax.nn.sigmoid(-5.0)
+  entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+  np.testing.assert_allclose(metrics["halt/continue_loss"], entropy, rtol=1e-5)
