@@ -47,7 +47,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from looped_jax.models import layers
-from looped_jax.models.init import ParamInit
+from looped_jax.models.init import ParamInit, truncated_normal
 
 REMAT_POLICIES = {
     "full": None,  # save nothing inside a loop body: recompute it in the backward pass
@@ -408,8 +408,7 @@ def recursion_start(d_model: int, e: jax.Array) -> jax.Array:
   ±2 standard deviations (the reference's H_init / L_init buffers, which are never trained;
   here drawn from a fixed key instead of the model seed, and not parameters)."""
   keys = jax.random.split(jax.random.key(0x5EED))
-  y0, z0 = (jax.random.truncated_normal(k, -2.0, 2.0, (d_model,), jnp.float32) / 0.87962566103423978
-            for k in keys)
+  y0, z0 = (truncated_normal(1.0)(k, (d_model,)) for k in keys)
   start = jnp.concatenate([y0, z0]).astype(e.dtype)
   return jnp.broadcast_to(start, (*e.shape[:-1], 2 * d_model))
 

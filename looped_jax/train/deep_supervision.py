@@ -79,13 +79,14 @@ def make_train_step(graphdef, task: Task, optimizer: optax.GradientTransformatio
     h, _ = model.advance(h, e, loops, grad_loops=grad_loops)
     outputs = model.readout(h)
     task_loss = task.loss(outputs, data)
-    aux = {"state": jax.lax.stop_gradient(h), "outputs": jax.lax.stop_gradient(outputs),
-           "task_loss": task_loss}
+    aux = {"state": jax.lax.stop_gradient(h), "task_loss": task_loss}
+    if task.input_kind == "tokens":  # halting target and train metric, computed once
+      aux["correct"] = sequence_correct(jax.lax.stop_gradient(outputs), data)
     if not halting:
       return task_loss, aux
     q = model.halt_logits(h)
-    correct = sequence_correct(outputs, data).astype(jnp.float32)
-    halt_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(q[:, 0], correct))
+    halt_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(q[:, 0],
+                                                            aux["correct"].astype(jnp.float32)))
     aux |= {"q": jax.lax.stop_gradient(q), "halt_loss": halt_loss}
     if halt_target == "q_learning":
       # HRM: q_continue learns sigmoid(max Q) of the next step (its q_halt at the last step),
@@ -116,7 +117,7 @@ def make_train_step(graphdef, task: Task, optimizer: optax.GradientTransformatio
       explore = jax.random.uniform(k_explore, (b,)) < halt_exploration
       min_steps = jnp.where(explore, jax.random.randint(k_min, (b,), 2, n_max + 1), 0)
       halted = halted | (halts(aux["q"], halt_target) & (new_steps >= min_steps))
-    correct = sequence_correct(aux["outputs"], data) if task.input_kind == "tokens" else None
+    correct = aux.get("correct")
     new_state = {"step": step + 1, "params": params, "opt_state": opt_state,
                  "carry": {"data": data, "state": aux["state"].astype(jnp.float32),
                            "steps": new_steps, "halted": halted}}
