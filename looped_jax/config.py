@@ -35,7 +35,9 @@ LOSS_ON = ("last", "window", "all")
 RANDOM_LOOPS = ("none", "poisson_lognormal", "uniform")  # = train.loop_sampling.KINDS
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "warmup_stable_decay")
-MODES = ("train", "eval", "hessian")
+MODES = ("train", "eval", "hessian", "generate")
+CACHE_STRATEGIES = ("per_loop", "first_loop", "every_k")  # = models.decode.STRATEGIES
+EXIT_CRITERIA = ("none", "kl", "residual", "gate")  # = models.decode.EXIT_CRITERIA
 HESSIAN_METHODS = ("exact", "lanczos")
 # Dict-valued keys whose contents are free-form (checked by their own parsers, not the schema).
 FREE_FORM = ("task", "variants", "shift.criterion", "eval.loop_sweep.tasks")
@@ -92,6 +94,15 @@ def base_config() -> ml_collections.ConfigDict:
   m.high_layers = 0  # hrm: blocks of the y module; 0 = num_layers
   m.halting = False  # a halting head (q_halt, q_continue) on the answer state; trained by
   # train.supervision_steps, used by the halting evaluation
+  # Ouro's learned exit gate (arXiv 2510.25741): lambda_t = sigmoid(w . ln_f(h_t) + b) per
+  # position after every loop, trained by train.exit_gate_entropy's objective; generation
+  # can exit by it (generate.exit = "gate").
+  m.exit_gate = False
+  # Parallel Loop Transformer (arXiv 2510.24824; models/plt.py): loop l of token p reads loop
+  # l - 1 of token p - 1 (one decoding pass runs all loops of a token), later loops attend to
+  # loop 1's keys and values mixed with gated sliding-window attention over plt_window keys.
+  m.plt = False
+  m.plt_window = 64
   m.max_len = 0  # 0: the task's sequence length
   m.remat = "none"  # rematerialisation policy of one loop body
   m.unroll = 0  # gradient windows of at most this many loops run unrolled (faster, longer compile)
@@ -132,6 +143,9 @@ def base_config() -> ml_collections.ConfigDict:
   t.cross_entropy = "softmax"  # token tasks: softmax | stablemax (TRM / HRM's s(x) normaliser)
   t.ema = 0.0  # decay of an exponential moving average of the weights (0 = off; TRM: 0.999);
   # evaluation and --mode=eval then use the averaged weights
+  # model.exit_gate: the loss is Ouro's sum_t p(t) * loss_t - beta * H(p) per position, p(t) =
+  # lambda_t * prod_{j<t} (1 - lambda_j) (the last loop takes the rest); this is beta.
+  t.exit_gate_entropy = 0.05
   t.optimizer = "adam"
   t.learning_rate = 1e-3
   t.weight_decay = 0.0
@@ -165,6 +179,22 @@ def base_config() -> ml_collections.ConfigDict:
   e.icl_settings = ("standard",)  # names from analysis/icl_eval.SUITE, or ("all",)
   e.icl_baselines = ()  # names from tasks/baselines.relevant_baselines(task); () = all of them
   e.icl_max_loops = 0  # loop sweep 1 .. this; 0 = 10x model.num_loops
+
+  # --mode=generate (models/decode.py): continue `prompt` from the latest checkpoint; writes
+  # generate.json (text, tokens, loops per token) and prints the text.
+  g = c.generate = ml_collections.ConfigDict()
+  g.prompt = ""  # text, encoded with the task's tokenizer ("" = the first held-out sequence's
+  # first 32 tokens)
+  g.max_new_tokens = 200
+  g.num_loops = 0  # 0 = model.num_loops; any count >= 1 at test time
+  g.temperature = 0.0  # 0 = greedy; else sample from softmax(logits / temperature)
+  g.top_k = 0  # sampling: only the k most likely tokens (0 = all)
+  g.seed = 0  # sampling key
+  g.cache = "per_loop"  # per_loop (exact) | first_loop (loop 1's cache for all) | every_k
+  g.share_every = 2  # every_k: the number of cache slots m (loop t uses slot t mod m)
+  g.exit = "none"  # per-token adaptive depth: none | kl | residual | gate (model.exit_gate)
+  g.exit_threshold = 1e-3  # kl / residual: below this; gate: exit once the exit CDF >= this
+  g.min_loops = 1
 
   # SHIFT (docs/papers.md, "SHIFT"): train in stages of growing loop count on one parameter set.
   s = c.shift = ml_collections.ConfigDict()
@@ -312,12 +342,49 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"eval_seed={config.eval_seed} must differ from data_seed (eval data must be held out).")
   check(isinstance(config.xla_options, str),
         f"xla_options={config.xla_options!r} must be a string: 'auto', '' or 'FLAG=VALUE;...'.")
+  validate_looped_lm(config)
   validate_mesh(config)
   validate_shift(config)
   validate_hessian(config)
   for name, overrides in dict(config.variants).items():
     check(isinstance(overrides, (dict, ml_collections.ConfigDict)),
           f"variants.{name} must be a nested dict of config overrides.")
+
+
+def validate_looped_lm(config: ml_collections.ConfigDict) -> None:
+  """Checks the PLT and exit-gate options and the generate section."""
+  m, t, g = config.model, config.train, config.generate
+  if m.plt:
+    check(m.plt_window >= 1, f"model.plt_window={m.plt_window} must be >= 1 (keys per window).")
+    check(m.injection == "add", "model.plt adds the previous token's state to the input "
+          f"injection: it needs model.injection='add', not {m.injection!r}.")
+    for bad, what in ((m.recursion != "none", "model.recursion"),
+                      (m.timestep, "model.timestep"), (t.grad_loops > 0, "train.grad_loops > 0"),
+                      (t.progressive, "train.progressive"),
+                      (t.random_loops != "none", "train.random_loops"),
+                      (t.supervision_steps > 0, "train.supervision_steps")):
+      check(not bad, f"model.plt runs every loop in one shifted pass and does not combine with "
+            f"{what}.")
+  if m.exit_gate:
+    check(t.exit_gate_entropy >= 0,
+          f"train.exit_gate_entropy={t.exit_gate_entropy} must be >= 0 (Ouro's beta).")
+    for bad, what in ((m.recursion != "none", "model.recursion"),
+                      (t.grad_loops > 0, "train.grad_loops > 0"),
+                      (t.loss_on != "last", f"train.loss_on={t.loss_on!r}"),
+                      (t.progressive, "train.progressive"),
+                      (t.random_loops != "none", "train.random_loops"),
+                      (bool(config.shift.loops), "shift.loops")):
+      check(not bad, "model.exit_gate trains with Ouro's objective over every loop and does not "
+            f"combine with {what}.")
+  check_choice("generate.cache", g.cache, CACHE_STRATEGIES)
+  check_choice("generate.exit", g.exit, EXIT_CRITERIA)
+  check(g.exit != "gate" or m.exit_gate,
+        "generate.exit='gate' needs a model with an exit gate (model.exit_gate=True).")
+  for key in ("max_new_tokens", "share_every", "min_loops"):
+    check(g[key] >= 1, f"generate.{key}={g[key]} must be >= 1.")
+  check(g.num_loops >= 0, f"generate.num_loops={g.num_loops} must be >= 0 (0 = model.num_loops).")
+  check(g.temperature >= 0 and g.top_k >= 0 and g.exit_threshold > 0,
+        "generate.temperature and top_k must be >= 0 and generate.exit_threshold positive.")
 
 
 def validate_types(config: ml_collections.ConfigDict) -> None:

@@ -25,9 +25,10 @@ EXIT_TERMINATED = 143  # and by SIGTERM
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/NAME.py[:ARG]).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "hessian"],
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "hessian", "generate"],
                           "train; eval: eval.json of the latest checkpoint; hessian: its "
-                          "Hessian spectrum (config.hessian) in hessian.json.")
+                          "Hessian spectrum (config.hessian) in hessian.json; generate: "
+                          "continue config.generate.prompt, in generate.json.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a workdir that holds another config's run.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run with jax.distributed.initialize; the "

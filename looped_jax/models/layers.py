@@ -9,7 +9,7 @@ functional core stays a pure function of (params, inputs, key).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +40,9 @@ def layer_norm(d: int, rngs: nnx.Rngs, dtype=None, eps: float = 1e-6) -> nnx.Lay
 ROPE_BASE = 10_000.0  # RoFormer / LLaMA; the papers we implement use learned or no positions
 
 
-def rotary(x: jax.Array, base: float = ROPE_BASE) -> jax.Array:
-  """Rotary position embedding (Su et al.) of [B, n, H, Dh] queries or keys, Dh even.
+def rotary(x: jax.Array, base: float = ROPE_BASE, offset: jax.Array | int = 0) -> jax.Array:
+  """Rotary position embedding (Su et al.) of [B, n, H, Dh] queries or keys, Dh even, at
+  positions offset, ..., offset + n - 1 (offset > 0: a decoding step's new tokens).
 
   Channel pairs (i, i + Dh/2) of position p are rotated by the angle p * base^(-2i/Dh), so
   <rotary(q)_p, rotary(k)_r> depends on p - r only: attention sees relative positions, and
@@ -50,11 +51,35 @@ def rotary(x: jax.Array, base: float = ROPE_BASE) -> jax.Array:
   n, half = x.shape[1], x.shape[-1] // 2
   dt = jnp.promote_types(x.dtype, jnp.float32)  # angles in float64 for a float64 model
   freqs = base ** (-jnp.arange(half, dtype=dt) / half)  # [Dh/2]
-  angles = jnp.arange(n, dtype=dt)[:, None] * freqs  # [n, Dh/2]
+  angles = (offset + jnp.arange(n, dtype=dt))[:, None] * freqs  # [n, Dh/2]
   cos = jnp.cos(angles)[None, :, None, :].astype(x.dtype)
   sin = jnp.sin(angles)[None, :, None, :].astype(x.dtype)
   x1, x2 = x[..., :half], x[..., half:]
   return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
+  """Masked attention of queries [B, n, H, Dh] over keys and values [B, m, H, Dh] -> [B, n, H,
+  Dh]. mask: bool, broadcastable to [B, H, n, m]. softmax: softmax(mask(QK^T / sqrt(Dh))) V;
+  linear: mask(QK^T / sqrt(Dh)) V."""
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+  if kind == "softmax":
+    # Softmax in at least float32 (bfloat16 scores are too coarse); float64 stays float64.
+    scores = jnp.where(mask, scores.astype(jnp.promote_types(q.dtype, jnp.float32)), -1e30)
+    weights = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+  else:
+    weights = jnp.where(mask, scores, 0.0)
+  return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+def causal_mask(n: int, m: int | None = None, window: int = 0) -> jax.Array:
+  """bool [n, m]: query i (at position m - n + i) sees keys at positions <= its own, and with
+  window w > 0 only the last w of them (sliding-window attention)."""
+  m = n if m is None else m
+  query = jnp.arange(n)[:, None] + (m - n)
+  key = jnp.arange(m)[None, :]
+  mask = key <= query
+  return mask & (key > query - window) if window > 0 else mask
 
 
 class Attention(nnx.Module):
@@ -63,10 +88,16 @@ class Attention(nnx.Module):
   softmax: softmax(mask(QK^T / sqrt(Dh))) V.  linear: mask(QK^T / sqrt(Dh)) V, the identity
   instead of softmax as in Gong et al.'s theory (arXiv 2510.10089). rope: rotate Q and K by
   their positions first (relative positions; see `rotary`).
+  gated: a gate g = sigmoid(W_g x) [D] for the Parallel Loop Transformer's gated
+  sliding-window attention (models/plt.py); unused by `__call__`.
+
+  `__call__` is the whole-sequence pass; `project` and `output` are its two halves, for
+  callers that bring their own keys and values (KV caches, PLT).
   """
 
   def __init__(self, d_model: int, num_heads: int, *, kind: str, causal: bool, use_bias: bool,
-               init: ParamInit, rngs: nnx.Rngs, dtype=None, rope: bool = False):
+               init: ParamInit, rngs: nnx.Rngs, dtype=None, rope: bool = False,
+               gated: bool = False):
     self.num_heads = num_heads
     self.kind = kind
     self.causal = causal
@@ -74,23 +105,40 @@ class Attention(nnx.Module):
     self.qkv = linear(d_model, 3 * d_model, init.hidden(), use_bias=use_bias, rngs=rngs,
                       dtype=dtype)
     self.out = linear(d_model, d_model, init.residual(), use_bias=use_bias, rngs=rngs, dtype=dtype)
+    # Created last: the other parameters draw the same values with or without it.
+    self.gate = (linear(d_model, d_model, init.hidden(), use_bias=True, rngs=rngs, dtype=dtype)
+                 if gated else None)
 
-  def __call__(self, x: jax.Array) -> jax.Array:  # [B, n, D] -> [B, n, D]
+  def project(self, x: jax.Array, offset: jax.Array | int = 0):
+    """x [B, n, D] at positions offset.. -> q, k, v [B, n, H, Dh] (q and k rotated if rope)."""
     b, n, d = x.shape
     qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, n, H, Dh]
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if self.rope:
-      q, k = rotary(q), rotary(k)
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(x.dtype)
-    mask = jnp.tril(jnp.ones((n, n), bool)) if self.causal else jnp.ones((n, n), bool)
-    if self.kind == "softmax":
-      # Softmax in at least float32 (bfloat16 scores are too coarse); float64 stays float64.
-      scores = jnp.where(mask, scores.astype(jnp.promote_types(x.dtype, jnp.float32)), -1e30)
-      weights = jax.nn.softmax(scores, axis=-1).astype(x.dtype)
-    else:
-      weights = jnp.where(mask, scores, 0.0)
-    y = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, d)
-    return self.out(y)
+      q, k = rotary(q, offset=offset), rotary(k, offset=offset)
+    return q, k, v
+
+  def output(self, heads: jax.Array) -> jax.Array:
+    """Attention heads [B, n, H, Dh] -> the output projection [B, n, D]."""
+    b, n = heads.shape[:2]
+    return self.out(heads.reshape(b, n, -1))
+
+  def __call__(self, x: jax.Array) -> jax.Array:  # [B, n, D] -> [B, n, D]
+    n = x.shape[1]
+    q, k, v = self.project(x)
+    mask = causal_mask(n) if self.causal else jnp.ones((n, n), bool)
+    return self.output(attend(q, k, v, mask, self.kind))
+
+
+AttentionFn = Callable[[Attention, jax.Array], tuple[jax.Array, Any]]
+"""(the block's Attention module, its normed input [B, n, D]) -> (output [B, n, D], extra):
+a replacement for the self-attention call, e.g. one that reads and extends a KV cache and
+returns the new keys and values as `extra` (models/decode.py)."""
+
+
+def run_attention(attn: Attention, y: jax.Array, attention: AttentionFn | None):
+  """(attn(y), None), or what the replacement `attention` returns."""
+  return (attn(y), None) if attention is None else attention(attn, y)
 
 
 class MLP(nnx.Module):
@@ -114,22 +162,27 @@ class GPT2Block(nnx.Module):
     self.ln1 = layer_norm(d, rngs, dt, eps)
     self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
                           use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt,
-                          rope=cfg.position == "rope")
+                          rope=cfg.position == "rope", gated=cfg.plt)
     self.ln2 = layer_norm(d, rngs, dt, eps)
     self.mlp = MLP(d, cfg.mlp_ratio, use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt)
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
-               recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
+               recall: jax.Array | None = None, modulation: "Modulation | None" = None,
+               attention: "AttentionFn | None" = None):
     """recall [B, n, D]: internal recall, added to the MLP's input only (Labovich,
     arXiv 2604.15259).
-    modulation: per-loop adaLN gates and scales (Xu & Sato, arXiv 2410.01405)."""
+    modulation: per-loop adaLN gates and scales (Xu & Sato, arXiv 2410.01405).
+    attention: replaces the self-attention call (see `AttentionFn`); the block then returns
+    (x, what it returned besides the output)."""
     k1, k2 = jax.random.split(key) if key is not None else (None, None)
     m = modulation or Modulation.identity()
     y = self.ln1(x) * (1 + m.attn_scale)
-    x = x + m.attn_gate * dropout(self.attn(y), self.dropout_rate, k1)
+    a, extra = run_attention(self.attn, y, attention)
+    x = x + m.attn_gate * dropout(a, self.dropout_rate, k1)
     z = x + recall if recall is not None else x
     y = self.ln2(z) * (1 + m.mlp_scale)
-    return x + m.mlp_gate * dropout(self.mlp(y), self.dropout_rate, k2)
+    x = x + m.mlp_gate * dropout(self.mlp(y), self.dropout_rate, k2)
+    return x if attention is None else (x, extra)
 
 
 class AttnOnlyBlock(nnx.Module):
@@ -141,14 +194,17 @@ class AttnOnlyBlock(nnx.Module):
                if cfg.pre_norm else None)
     self.attn = Attention(cfg.d_model, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
                           use_bias=cfg.use_bias, init=init, rngs=rngs,
-                          dtype=cfg.compute_dtype, rope=cfg.position == "rope")
+                          dtype=cfg.compute_dtype, rope=cfg.position == "rope", gated=cfg.plt)
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
-               recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
+               recall: jax.Array | None = None, modulation: "Modulation | None" = None,
+               attention: "AttentionFn | None" = None):
     del recall  # no MLP to inject into; config validation rejects internal recall here
     m = modulation or Modulation.identity()
     y = (self.ln(x) if self.ln is not None else x) * (1 + m.attn_scale)
-    return x + m.attn_gate * dropout(self.attn(y), self.dropout_rate, key)
+    a, extra = run_attention(self.attn, y, attention)
+    x = x + m.attn_gate * dropout(a, self.dropout_rate, key)
+    return x if attention is None else (x, extra)
 
 
 def rms_norm(x: jax.Array, eps: float) -> jax.Array:
@@ -192,15 +248,18 @@ class PostNormBlock(nnx.Module):
     self.dropout_rate = cfg.dropout
     self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
                           use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt,
-                          rope=cfg.position == "rope")
+                          rope=cfg.position == "rope", gated=cfg.plt)
     self.mlp = SwiGLU(d, cfg.mlp_ratio, use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt)
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
-               recall: jax.Array | None = None, modulation: "Modulation | None" = None) -> jax.Array:
+               recall: jax.Array | None = None, modulation: "Modulation | None" = None,
+               attention: "AttentionFn | None" = None):
     del recall, modulation  # config validation rejects both for this block
     k1, k2 = jax.random.split(key) if key is not None else (None, None)
-    x = rms_norm(x + dropout(self.attn(x), self.dropout_rate, k1), self.eps)
-    return rms_norm(x + dropout(self.mlp(x), self.dropout_rate, k2), self.eps)
+    a, extra = run_attention(self.attn, x, attention)
+    x = rms_norm(x + dropout(a, self.dropout_rate, k1), self.eps)
+    x = rms_norm(x + dropout(self.mlp(x), self.dropout_rate, k2), self.eps)
+    return x if attention is None else (x, extra)
 
 
 class Modulation(NamedTuple):

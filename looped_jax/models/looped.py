@@ -94,6 +94,9 @@ class ModelSpec:
   outer_cycles: int = 3
   high_layers: int = 0
   halting: bool = False
+  exit_gate: bool = False
+  plt: bool = False
+  plt_window: int = 64
   remat: str = "none"
   unroll: int = 0
   dtype: str = "float32"
@@ -163,22 +166,33 @@ class LoopedTransformer(nnx.Module):
                         if spec.recursion == "hrm" else None)
     self.halt_head = (layers.linear(d, 2, init.halt(), use_bias=True, rngs=rngs)
                       if spec.halting else None)
+    # Ouro's exit gate lambda_t = sigmoid(w . ln_f(h_t) + b), b = 0: lambda = 1/2 at the start.
+    self.exit_head = (layers.linear(d, 1, init.hidden(), use_bias=True, rngs=rngs)
+                      if spec.exit_gate else None)
 
   # -- the pieces, usable one by one (fixed-point analysis calls `loop` directly) --
 
-  def embed(self, inputs: jax.Array) -> jax.Array:
-    """[B, n] ids or [B, n, d_in] vectors -> e [B, n, D]."""
+  def embed(self, inputs: jax.Array, offset: jax.Array | int = 0) -> jax.Array:
+    """[B, n] ids or [B, n, d_in] vectors at positions offset.. -> e [B, n, D]."""
     e = self.embedding(inputs)
     if self.embedding_multiplier != 1.0:
       e = e * self.embedding_multiplier
     if self.positions is not None and not self.spec.position_in_loop:
-      e = e + self.positions[: e.shape[1]].astype(e.dtype)
+      e = e + self.position_embedding(offset, e.shape[1]).astype(e.dtype)
     return e.astype(self.spec.compute_dtype)
 
-  def encode(self, inputs: jax.Array) -> jax.Array:
-    """[B, n] ids or [B, n, d_in] vectors -> e [B, n, D]: embedding, then the prelude."""
-    e = self.embed(inputs)
-    return e if self.prelude is None else _run_stack(self.prelude, e)
+  def position_embedding(self, offset: jax.Array | int, n: int) -> jax.Array:
+    """The learned position embeddings of positions offset, ..., offset + n - 1: [n, D]."""
+    return jax.lax.dynamic_slice_in_dim(self.positions[...], offset, n)
+
+  def encode(self, inputs: jax.Array, offset: jax.Array | int = 0, *,
+             attention: layers.AttentionFn | None = None, layer_inputs: Any = None):
+    """[B, n] ids or [B, n, d_in] vectors -> e [B, n, D]: embedding, then the prelude.
+    attention / layer_inputs: see `loop`; then returns (e, the prelude's extras)."""
+    e = self.embed(inputs, offset)
+    if self.prelude is None:
+      return e if attention is None else (e, None)
+    return _apply_layers(self.prelude, e, attention=attention, layer_inputs=layer_inputs)
 
   def initial_state(self, e: jax.Array, key: jax.Array | None = None) -> jax.Array:
     """h_0 [B, n, D] for injection e. `key` feeds init_state="random" (default key(0)).
@@ -204,24 +218,32 @@ class LoopedTransformer(nnx.Module):
     return h
 
   def loop(self, h: jax.Array, e: jax.Array, key: jax.Array | None = None,
-           t: jax.Array | int = 0) -> jax.Array:
+           t: jax.Array | int = 0, *, offset: jax.Array | int = 0,
+           attention: Any = None, layer_inputs: Any = None):
     """One application of the k-layer stack: h_t = loop(h_{t-1}, e). [B, n, D] each.
 
-    t is the 0-based loop index (used by timestep conditioning only). A recursion
-    (`spec.recursion`) takes one TRM / HRM step instead: see `recursion_step`."""
+    t is the 0-based loop index (used by timestep conditioning only); offset the position of
+    the first of the n positions (a decoding step's). A recursion (`spec.recursion`) takes one
+    TRM / HRM step instead: see `recursion_step`.
+    attention: a function of one layer's slice of `layer_inputs` (leading axis k) that
+    returns that layer's replacement self-attention (layers.AttentionFn), e.g. one reading
+    that layer's KV cache; the loop then returns (h, the layers' extras stacked [k, ...]).
+    """
     if self.spec.recursion != "none":
       return self.recursion_step(h, e)
     h = self._inject(h, e)
     recall = self.recall(e) if self.recall is not None else None
     modulation = self.timestep(t) if self.timestep is not None else None
     if self.positions is not None and self.spec.position_in_loop:
-      h = h + self.positions[: h.shape[1]].astype(h.dtype)
-    h = _apply_layers(self.layers, h, key, recall=recall, modulation=modulation)
+      h = h + self.position_embedding(offset, h.shape[1]).astype(h.dtype)
+    out = _apply_layers(self.layers, h, key, recall=recall, modulation=modulation,
+                        attention=attention, layer_inputs=layer_inputs)
+    h, extras = out if attention is not None else (out, None)
     if self.spec.norm_in_loop:
       h = self.ln_f(h)
     if self.spec.state_norm == "rms":  # outer normalisation (Labovich): RMSNorm, no affine
       h = h * jax.lax.rsqrt(jnp.mean(jnp.square(h), axis=-1, keepdims=True) + 1e-6)
-    return h
+    return h if attention is None else (h, extras)
 
   def recursion_step(self, h: jax.Array, e: jax.Array) -> jax.Array:
     """One step of a recursion, h = [y; z] [B, n, 2D] -> [B, n, 2D] (x = e):
@@ -278,15 +300,27 @@ class LoopedTransformer(nnx.Module):
     h, _ = jax.lax.scan(lambda h, t: (loop(h, t), None), h, start + jnp.arange(num_loops))
     return h
 
-  def readout(self, h: jax.Array) -> jax.Array:
+  def readout(self, h: jax.Array, *, attention: Any = None, layer_inputs: Any = None):
     """State [B, n, D] -> outputs [B, n, output_dim]: coda, final norm, head. Outputs are
-    in at least float32 (a bfloat16 model's losses in float32; a float64 one stays float64)."""
+    in at least float32 (a bfloat16 model's losses in float32; a float64 one stays float64).
+    attention / layer_inputs: see `loop` (for the coda); then returns (outputs, extras)."""
     h = self.answer_state(h)
+    extras = None
     if self.coda is not None:
-      h = _run_stack(self.coda, h)
-    if self.ln_f is not None and not self.spec.norm_in_loop:
-      h = self.ln_f(h)
-    out = self.head(h)
+      h = _apply_layers(self.coda, h, attention=attention, layer_inputs=layer_inputs)
+      if attention is not None:
+        h, extras = h
+    out = self.head(self._final_norm(h))
+    out = out.astype(jnp.promote_types(out.dtype, jnp.float32))
+    return out if attention is None else (out, extras)
+
+  def _final_norm(self, h: jax.Array) -> jax.Array:
+    return self.ln_f(h) if self.ln_f is not None and not self.spec.norm_in_loop else h
+
+  def exit_logits(self, h: jax.Array) -> jax.Array:
+    """Ouro's exit-gate logit per position of state h [B, n, D] -> [B, n] float32 (the exit
+    probability lambda_t = sigmoid of it), read from the final-normed state (before any coda)."""
+    out = self.exit_head(self._final_norm(self.answer_state(h)))[..., 0]
     return out.astype(jnp.promote_types(out.dtype, jnp.float32))
 
   # -- the whole forward pass --
@@ -304,6 +338,9 @@ class LoopedTransformer(nnx.Module):
     num_loops = self.spec.num_loops if num_loops is None else num_loops
     if num_loops < 1:
       raise ValueError(f"num_loops={num_loops} must be >= 1.")
+    if self.spec.plt:  # the Parallel Loop Transformer's shifted pass (models/plt.py)
+      from looped_jax.models import plt  # pylint: disable=import-outside-toplevel
+      return plt.forward(self, inputs, num_loops, per_loop=per_loop, dropout_key=dropout_key)
     e = self.encode(inputs)
     h, outs = self.advance(self.initial_state(e, state_key), e, num_loops, grad_loops=grad_loops,
                            per_loop=per_loop, dropout_key=dropout_key)
@@ -378,6 +415,20 @@ class LoopedTransformer(nnx.Module):
       return outs, (jnp.arange(window) < active).astype(jnp.float32)
     return self.readout(h)
 
+  def loop_states(self, inputs: jax.Array, num_loops: int, *,
+                  dropout_key: jax.Array | None = None,
+                  state_key: jax.Array | None = None) -> jax.Array:
+    """The state after every loop, [L, B, n, D], with gradients through all of them (the
+    exit gate's training objective reads every loop)."""
+    if self.spec.plt:
+      from looped_jax.models import plt  # pylint: disable=import-outside-toplevel
+      return plt.forward(self, inputs, num_loops, states=True, dropout_key=dropout_key)
+    e = self.encode(inputs)
+    loop = self._loop_fn(e, dropout_key)
+    _, states = jax.lax.scan(lambda h, t: (loop(h, t),) * 2, self.initial_state(e, state_key),
+                             jnp.arange(num_loops))
+    return states
+
   def trajectory(self, inputs: jax.Array, num_loops: int,
                  state_key: jax.Array | None = None) -> jax.Array:
     """States after each loop, [L, B, n, D] (no read-out), for analysis."""
@@ -414,33 +465,28 @@ def recursion_start(d_model: int, e: jax.Array) -> jax.Array:
 
 
 def _apply_layers(stack: nnx.Module, h: jax.Array, key: jax.Array | None = None, *,
-                  recall: jax.Array | None = None, modulation=None) -> jax.Array:
-  """Applies a stack of k blocks (stacked parameters) in order: [B, n, D] -> [B, n, D]."""
+                  recall: jax.Array | None = None, modulation=None, attention=None,
+                  layer_inputs: Any = None):
+  """Applies a stack of k blocks (stacked parameters) in order: [B, n, D] -> [B, n, D].
+
+  attention: a function of layer i's slice of `layer_inputs` (a pytree with leading axis k,
+  or None) returning that block's replacement self-attention (layers.AttentionFn); then
+  returns (h, the blocks' extras stacked on a leading axis k)."""
   layer_def, layer_params = nnx.split(stack)
   count = jax.tree.leaves(layer_params)[0].shape[0]
   keys = (jax.random.split(key, count) if key is not None else jnp.zeros((count,), jnp.uint32))
 
   def apply_layer(h, xs):
-    params_i, key_i = xs
+    params_i, key_i, inputs_i = xs
     block = nnx.merge(layer_def, params_i)
-    return block(h, key_i if key is not None else None, recall=recall,
-                 modulation=modulation), None
+    out = block(h, key_i if key is not None else None, recall=recall, modulation=modulation,
+                attention=None if attention is None else attention(inputs_i))
+    return out if attention is not None else (out, None)
 
+  xs = (layer_params, keys, layer_inputs)
   if count == 1:  # no inner loop: XLA would stack its residuals in buffers
-    h, _ = apply_layer(h, jax.tree.map(lambda x: x[0], (layer_params, keys)))
+    h, extras = apply_layer(h, jax.tree.map(lambda x: x[0], xs))
+    extras = jax.tree.map(lambda x: x[None], extras)
   else:
-    h, _ = jax.lax.scan(apply_layer, h, (layer_params, keys))
-  return h
-
-
-def _run_stack(stack: nnx.Module, h: jax.Array) -> jax.Array:
-  """Applies a stack of blocks with stacked parameters once each, in order (prelude, coda).
-
-  No dropout, recall or timestep modulation here: those belong to the looped core."""
-  stack_def, stack_params = nnx.split(stack)
-
-  def apply_block(h, params_i):
-    return nnx.merge(stack_def, params_i)(h), None
-
-  h, _ = jax.lax.scan(apply_block, h, stack_params)
-  return h
+    h, extras = jax.lax.scan(apply_layer, h, xs)
+  return h if attention is None else (h, extras)

@@ -64,6 +64,9 @@ class Experiment:
     check(not config.model.halting or task.input_kind == "tokens",
           f"model.halting learns 'the answer is fully correct', which needs a token task; "
           f"{task.name!r} is a regression task.")
+    check(not config.model.exit_gate or task.input_kind == "tokens",
+          f"model.exit_gate trains on per-token cross-entropies, which needs a token task; "
+          f"{task.name!r} is a regression task.")
     graphdef, params = models.build(config.model, task, config.seed)
     schedule = config_lib.shift_schedule(config)
     if schedule is None:

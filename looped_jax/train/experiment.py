@@ -11,12 +11,15 @@ import json
 import os
 from typing import Any, Sequence
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from looped_jax import config as config_lib
 from looped_jax import distributed, errors, run_files
 from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep, report
 from looped_jax.errors import ConfigError
+from looped_jax.models import decode
 from looped_jax.train import build, sharding, trainer
 from looped_jax.train import workdir as workdir_lib
 
@@ -90,7 +93,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, mode: str, overwrite: 
   sharding.use_host_devices(host_devices.pop())
   for cfg in runs.values():  # all variants valid before any workdir is touched
     build.Experiment.build(cfg)
-  if mode in ("eval", "hessian"):  # and every variant trained, before any result is written
+  if mode != "train":  # and every variant trained, before any result is written
     for name in runs:
       workdir_lib.check_has_run(os.path.join(workdir, name) if name else workdir, mode)
   results = {}
@@ -101,6 +104,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str, mode: str, overwrite: 
                                     prefix=f"[{name}] " if name else "", hooks=train_hooks(cfg))
     elif mode == "eval":
       results[name] = evaluate(cfg, path)
+    elif mode == "generate":
+      results[name] = generate(cfg, path)
+      if distributed.is_primary():
+        print(f"{name + ': ' if name else ''}{_generated_text(results[name])}", flush=True)
     else:
       results[name] = hessian(cfg, path)
       if distributed.is_primary():
@@ -154,6 +161,56 @@ def hessian(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     run_files.write_atomically(os.path.join(workdir, run_files.HESSIAN),
                                  json.dumps(result, indent=1, sort_keys=True))
   return result
+
+
+def generate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Continues config.generate.prompt from the latest checkpoint (models/decode.py).
+
+  Writes generate.json: step, settings, prompt and generated token ids and text (with the
+  task's tokenizer, if it has one), the loops each generated token ran and their mean.
+  """
+  exp = build.Experiment.build(config)
+  g = config.generate
+  tokenizer = getattr(exp.task, "get_tokenizer", None)
+  if g.prompt and tokenizer is None:
+    raise ConfigError(f"generate.prompt is text, but task {exp.task.name!r} has no tokenizer; "
+                      "leave it empty to continue a held-out sequence.")
+  latest, state = trainer.restore_latest(exp, workdir, "generate")
+  params = exp.eval_params(state)
+  tokenizer = tokenizer() if tokenizer is not None else None
+  if g.prompt:
+    prompt = jnp.asarray([tokenizer.encode(g.prompt)], jnp.int32)
+  else:
+    batch = exp.task.held_out().sample(jax.random.key(config.eval_seed), 1)
+    prompt = batch["inputs"][:, :32]
+  loops = g.num_loops or config.model.num_loops
+  out = decode.generate(
+      exp.graphdef, params, prompt, jax.random.key(g.seed), max_new_tokens=g.max_new_tokens,
+      num_loops=loops, cache_spec=decode.CacheSpec(g.cache, g.share_every),
+      exit_spec=decode.ExitSpec(g.exit, g.exit_threshold, g.min_loops),
+      temperature=g.temperature, top_k=g.top_k)
+  prompt_ids = [int(i) for i in prompt[0]]
+  tokens = [int(i) for i in out.tokens[0]]
+  # loops[i]: the token fed in at position i; the generated tokens are fed from P on
+  generated_loops = [int(n) for n in out.loops[0, len(prompt_ids) - 1:]]
+  result = {"step": latest, "num_loops": loops, "cache": g.cache, "exit": g.exit,
+            "exit_threshold": g.exit_threshold, "temperature": g.temperature,
+            "prompt_tokens": prompt_ids, "tokens": tokens, "loops_per_token": generated_loops,
+            "mean_loops": sum(generated_loops) / len(generated_loops)}
+  if tokenizer is not None:
+    result |= {"prompt": tokenizer.decode(prompt_ids), "text": tokenizer.decode(tokens)}
+  if distributed.is_primary():
+    run_files.write_atomically(os.path.join(workdir, run_files.GENERATE),
+                               json.dumps(result, indent=1))
+  return result
+
+
+def _generated_text(result: dict[str, Any]) -> str:
+  body = (f"{result['prompt']}[{result['text']}]" if "text" in result
+          else f"{result['prompt_tokens']} -> {result['tokens']}")
+  return (f"{body}\n(step {result['step']}, {result['num_loops']} loops, {result['cache']} "
+          f"cache, exit {result['exit']}: {result['mean_loops']:.2f} loops per token) -> "
+          f"{run_files.GENERATE}")
 
 
 def _spectrum_line(result: dict) -> str:

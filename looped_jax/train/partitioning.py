@@ -61,6 +61,9 @@ LOGICAL_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"(layers|prelude|coda|high_layers)/mlp/up/bias", ("layers", "mlp")),
     (r"(layers|prelude|coda|high_layers)/mlp/down/kernel", ("layers", "mlp", "embed")),  # row-parallel
     (r"(layers|prelude|coda|high_layers)/mlp/down/bias", ("layers", "embed")),
+    # the Parallel Loop Transformer's G-SWA gate, one per attention channel (split as heads)
+    (r"(layers|prelude|coda|high_layers)/attn/gate/kernel", ("layers", "embed", "heads")),
+    (r"(layers|prelude|coda|high_layers)/attn/gate/bias", ("layers", "heads")),
     # post_norm blocks: SwiGLU with gate and up fused ([gate | up] halves of one "mlp" axis:
     # a model-axis split keeps both halves correct, as any sharding does, at some traffic)
     (r"(layers|prelude|coda|high_layers)/mlp/gate_up/kernel", ("layers", "embed", "mlp")),
@@ -71,6 +74,8 @@ LOGICAL_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"head/bias", ("output",)),
     (r"halt_head/kernel", ("embed", "halt")),  # (q_halt, q_continue)
     (r"halt_head/bias", ("halt",)),
+    (r"exit_head/kernel", ("embed", "exit")),  # Ouro's exit gate
+    (r"exit_head/bias", ("exit",)),
 )
 
 # Logical axes split over `model` by tensor parallelism; all others map to None.

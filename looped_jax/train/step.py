@@ -23,6 +23,7 @@ from flax import nnx
 
 from looped_jax import models
 from looped_jax.tasks import Batch, Task
+from looped_jax.tasks.base import token_cross_entropy, weighted_mean
 from looped_jax.train import loop_sampling
 
 
@@ -47,6 +48,8 @@ class LossOptions:
   random_loops_sigma: float = 0.5
   random_loops_low: int = 1
   random_loops_high: int = 1
+  exit_gate: bool = False  # Ouro's objective over every loop (model.exit_gate)
+  exit_gate_entropy: float = 0.0
 
   @classmethod
   def from_config(cls, config: Any) -> "LossOptions":
@@ -57,7 +60,9 @@ class LossOptions:
                random_loops_mean=float(t.random_loops_mean or loops),
                random_loops_sigma=float(t.random_loops_sigma),
                random_loops_low=int(t.random_loops_low),
-               random_loops_high=int(t.random_loops_high or loops))
+               random_loops_high=int(t.random_loops_high or loops),
+               exit_gate=bool(config.model.exit_gate),
+               exit_gate_entropy=float(t.exit_gate_entropy))
 
 
 def _loop_weighted_mean(losses: jax.Array, index: jax.Array, power: float,
@@ -129,6 +134,33 @@ def random_depth_loss(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Tas
   return _loop_weighted_mean(losses, index, loop_weight_power, mask)
 
 
+def exit_gate_loss(params, batch: Batch, *, graphdef: nnx.GraphDef, loops: int, beta: float,
+                   dropout_key=None, state_key=None) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Ouro's entropy-regularised objective (arXiv 2510.25741) for a token task, per position:
+
+    sum_t p(t) * CE_t  -  beta * H(p),   p(t) = lambda_t * prod_{j<t} (1 - lambda_j)  (t < L),
+                                         p(L) = prod_{j<L} (1 - lambda_j)
+
+  lambda_t = sigmoid(exit logit after loop t), CE_t the cross-entropy of loop t's read-out;
+  weighted mean over positions. Extra metrics: the expected exit loop sum_t t * p(t) and
+  the last loop's cross-entropy."""
+  model = models.merge(graphdef, params)
+  states = model.loop_states(batch["inputs"], loops, dropout_key=dropout_key,
+                             state_key=state_key)  # [L, B, n, D]
+  ce = jax.vmap(lambda h: token_cross_entropy(model.readout(h), batch["targets"]))(states)
+  z = jax.vmap(model.exit_logits)(states)  # [L, B, n]
+  log_stay = jnp.cumsum(jax.nn.log_sigmoid(-z), axis=0)  # log prod_{j<=t} (1 - lambda_j)
+  before = jnp.concatenate([jnp.zeros_like(z[:1]), log_stay[:-1]])  # log prod_{j<t}
+  log_p = jnp.concatenate([jax.nn.log_sigmoid(z[:-1]) + before[:-1], before[-1:]])
+  p = jnp.exp(log_p)
+  entropy = -jnp.sum(p * log_p, axis=0)
+  w = batch["weights"]
+  loss = weighted_mean(jnp.sum(p * ce, axis=0) - beta * entropy, w)
+  depth = jnp.sum(p * jnp.arange(1, loops + 1, dtype=p.dtype)[:, None, None], axis=0)
+  return loss, {"expected_exit_loop": weighted_mean(depth, w),
+                "last_loop_loss": weighted_mean(ce[-1], w)}
+
+
 def training_loss(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task, loops: int,
                   options: LossOptions, seed: int, step: jax.Array, dropout_key=None,
                   state_key=None) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -137,6 +169,9 @@ def training_loss(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task, l
   Random counts come from `loop_sampling.step_key(seed, step, tag)`: pure in (seed, step).
   """
   o = options
+  if o.exit_gate:
+    return exit_gate_loss(params, batch, graphdef=graphdef, loops=loops,
+                          beta=o.exit_gate_entropy, dropout_key=dropout_key, state_key=state_key)
   common = dict(graphdef=graphdef, task=task, dropout_key=dropout_key, state_key=state_key)
   if o.random_loops != "none":
     count = loop_sampling.sample_count(

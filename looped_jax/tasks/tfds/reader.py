@@ -9,7 +9,8 @@ Batches are dicts of numpy arrays with a leading batch axis [B, ...], the same k
 dtypes and per-example shapes as `task.sample`.
 
 Sudoku-Extreme CSV files (train.csv, test.csv in a folder) are built with
-`sudoku_csv_source(folder, "train", data_dir, num_aug=...)`.
+`sudoku_csv_source(folder, "train", data_dir, num_aug=...)`; text corpora (a folder of .txt
+files, or "" for Python's pydoc topics) with `text_source(folder, "train", build_dir, ...)`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from looped_jax.tasks.base import Batch
-# Importing builders registers LoopedReasoning, LoopedSudoku and SudokuCsv with TFDS.
+# Importing builders registers LoopedReasoning, LoopedSudoku and SudokuCsv with TFDS,
+# text_builder TextCorpus.
 from looped_jax.tasks.tfds import builders
+from looped_jax.tasks.tfds import text_builder
 
 
 def data_source(name: str, split: str, data_dir: str, *, config: Any = None,
@@ -62,6 +65,40 @@ def sudoku_csv_source(csv_dir: str, split: str, data_dir: str, *, num_aug: int =
   if split not in builder.info.splits:
     raise ValueError(f"{os.path.join(csv_dir, split)}.csv has no puzzle rated >= "
                      f"{min_rating}; lower min_rating")
+  return builder.as_data_source(split=split)
+
+
+def text_builder_for(data_dir: str, build_dir: str, *, tokenizer: str = "byte",
+                     vocab_size: int = 0, seq_len: int = 128,
+                     held_out_fraction: float = 0.1) -> tfds.core.DatasetBuilder:
+  """The prepared `text_corpus` builder of the corpus in `data_dir` ("" = pydoc topics),
+  see text_builder.text_corpus_config for the other arguments.
+
+  Builds it into `build_dir` on first use, under a lock file there so that concurrent
+  processes build it once; later calls, from any process, reuse it. A BPE dataset's
+  tokenizer is `builder.data_path / "tokenizer.json"`.
+  """
+  cfg = text_builder.text_corpus_config(data_dir, tokenizer=tokenizer, vocab_size=vocab_size,
+                                        seq_len=seq_len, held_out_fraction=held_out_fraction)
+  with _file_lock(os.path.join(build_dir, ".text_corpus.lock")):
+    builder = tfds.builder("text_corpus", config=cfg, data_dir=build_dir)
+    kwargs = {}
+    if data_dir:
+      kwargs["download_config"] = tfds.download.DownloadConfig(manual_dir=os.fspath(data_dir))
+    builder.download_and_prepare(**kwargs)
+  return builder
+
+
+def text_source(data_dir: str, split: str, build_dir: str, *, tokenizer: str = "byte",
+                vocab_size: int = 0, seq_len: int = 128,
+                held_out_fraction: float = 0.1) -> Sequence[dict[str, np.ndarray]]:
+  """Random-access source of split "train" or "test" of the `text_corpus` dataset of the
+  corpus in `data_dir`: `source[i]` = {"tokens": int32 [seq_len + 1]}, in stream order.
+  Built on first use as `text_builder_for`."""
+  if split not in ("train", "test"):
+    raise ValueError(f"split={split!r} must be train or test")
+  builder = text_builder_for(data_dir, build_dir, tokenizer=tokenizer, vocab_size=vocab_size,
+                             seq_len=seq_len, held_out_fraction=held_out_fraction)
   return builder.as_data_source(split=split)
 
 
