@@ -100,6 +100,10 @@ def check_spec(spec, cache: CacheSpec, exit_spec: ExitSpec) -> None:
     raise ConfigError("the gate exit criterion needs a model trained with model.exit_gate=True.")
   if exit_spec.min_loops < 1:
     raise ConfigError(f"min_loops={exit_spec.min_loops} must be >= 1.")
+  if spec.plt and (exit_spec.criterion != "none" or cache.strategy != "per_loop"):
+    raise ConfigError("a Parallel Loop Transformer runs every loop of a token in one pass with "
+                      "its own cache: per-token exit and other cache strategies do not apply "
+                      "(keep exit 'none' and cache 'per_loop').")
   if spec.input_kind != "tokens" or not spec.causal:
     raise ConfigError("generation needs a causal model of a token task (model.causal=True).")
   if spec.recursion != "none" or spec.init_state == "random" or spec.dropout:
