@@ -373,7 +373,9 @@ def validate_looped_lm(config: ml_collections.ConfigDict) -> None:
                       (t.loss_on != "last", f"train.loss_on={t.loss_on!r}"),
                       (t.progressive, "train.progressive"),
                       (t.random_loops != "none", "train.random_loops"),
-                      (bool(config.shift.loops), "shift.loops")):
+                      (bool(config.shift.loops), "shift.loops"),
+                      (t.cross_entropy != "softmax", f"train.cross_entropy={t.cross_entropy!r}"),
+                      (t.supervision_steps > 0, "train.supervision_steps")):
       check(not bad, "model.exit_gate trains with Ouro's objective over every loop and does not "
             f"combine with {what}.")
   check_choice("generate.cache", g.cache, CACHE_STRATEGIES)

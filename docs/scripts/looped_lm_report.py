@@ -35,8 +35,9 @@ from looped_jax.models import decode  # noqa: E402
 from looped_jax.tasks.base import token_cross_entropy  # noqa: E402
 from looped_jax.train import build, trainer  # noqa: E402
 
-EXITS = {"kl": (0.3, 0.1, 0.03, 0.01, 0.003), "residual": (0.3, 0.1, 0.03, 0.01),
+EXITS = {"kl": (0.3, 0.1, 0.03, 0.01, 0.003), "residual": (1.5, 1.0, 0.7, 0.5, 0.3),
          "gate": (0.5, 0.8, 0.95, 0.99)}
+EXIT_TEST = {"kl": "KL <", "residual": "residual <", "gate": "gate CDF >="}
 CACHES = (("per_loop", 1), ("first_loop", 1), ("every_k", 2))
 
 
@@ -127,9 +128,11 @@ def main() -> None:
   decoded = collections.defaultdict(list)
   for r in rows:
     if r["kind"] == "cache":
-      decoded[(r["variant"], "cache " + r["cache"], r["num_loops"])].append(r)
+      cache = r["cache"] + (f" (m = {r['share_every']})" if r["cache"] == "every_k" else "")
+      decoded[(r["variant"], "cache " + cache, r["num_loops"])].append(r)
     elif r["kind"] == "exit":
-      decoded[(r["variant"], f"exit {r['criterion']} < {r['threshold']}", r["num_loops"])].append(r)
+      what = f"exit at {EXIT_TEST[r['criterion']]} {r['threshold']}"
+      decoded[(r["variant"], what, r["num_loops"])].append(r)
   print("\n| model | decoding | loops run | mean loops per token | bits per byte |")
   print("|---|---|---|---|---|")
   for (variant, what, n), rs in decoded.items():

@@ -25,7 +25,8 @@ Choices where the paper's text leaves the detail open (docs/looped_lm.md): the s
 is added to the injected input e (model.injection = "add" is required), position 0 of a
 shifted state is zero, the gate is per channel and the window w is a config option (64).
 
-Decoding keeps K_1, V_1 for every position, a ring of the last w keys and values for each of
+The training pass unrolls its L loops in Python (L is small; model.remat and model.unroll
+do not apply to it). Decoding keeps K_1, V_1 for every position, a ring of the last w keys and values for each of
 loops 2..L, and the L - 1 states of the previous token; `decode_tokens` (one token at a time)
 equals `forward` (the whole sequence at once) up to float rounding (tested).
 """

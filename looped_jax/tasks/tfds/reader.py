@@ -21,9 +21,11 @@ import fcntl
 import os
 from typing import Any
 
+from absl import logging as absl_logging
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from looped_jax.tasks.base import Batch
 # Importing builders registers LoopedReasoning, LoopedSudoku and SudokuCsv with TFDS,
@@ -80,13 +82,28 @@ def text_builder_for(data_dir: str, build_dir: str, *, tokenizer: str = "byte",
   """
   cfg = text_builder.text_corpus_config(data_dir, tokenizer=tokenizer, vocab_size=vocab_size,
                                         seq_len=seq_len, held_out_fraction=held_out_fraction)
-  with _file_lock(os.path.join(build_dir, ".text_corpus.lock")):
+  with _file_lock(os.path.join(build_dir, ".text_corpus.lock")), _quiet_tfds():
     builder = tfds.builder("text_corpus", config=cfg, data_dir=build_dir)
     kwargs = {}
     if data_dir:
       kwargs["download_config"] = tfds.download.DownloadConfig(manual_dir=os.fspath(data_dir))
     builder.download_and_prepare(**kwargs)
   return builder
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """Without TFDS's progress bars and its warning that a custom config is in use: a build
+  takes a second, and a training run's console should show the run."""
+  level = absl_logging.get_verbosity()
+  bars = tqdm_utils._active  # pylint: disable=protected-access (no public getter)
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  tfds.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(bars)
+    absl_logging.set_verbosity(level)
 
 
 def text_source(data_dir: str, split: str, build_dir: str, *, tokenizer: str = "byte",
