@@ -88,16 +88,15 @@ class Attention(nnx.Module):
   softmax: softmax(mask(QK^T / sqrt(Dh))) V.  linear: mask(QK^T / sqrt(Dh)) V, the identity
   instead of softmax as in Gong et al.'s theory (arXiv 2510.10089). rope: rotate Q and K by
   their positions first (relative positions; see `rotary`).
-  gated: a gate g = sigmoid(W_g x) [D] for the Parallel Loop Transformer's gated
-  sliding-window attention (models/plt.py); unused by `__call__`.
+  gate: None, or the Parallel Loop Transformer's G-SWA gate g = sigmoid(W_g x) [D]
+  (models/plt.py; added by the block, see `gate_linear`); unused by `__call__`.
 
   `__call__` is the whole-sequence pass; `project` and `output` are its two halves, for
   callers that bring their own keys and values (KV caches, PLT).
   """
 
   def __init__(self, d_model: int, num_heads: int, *, kind: str, causal: bool, use_bias: bool,
-               init: ParamInit, rngs: nnx.Rngs, dtype=None, rope: bool = False,
-               gated: bool = False):
+               init: ParamInit, rngs: nnx.Rngs, dtype=None, rope: bool = False):
     self.num_heads = num_heads
     self.kind = kind
     self.causal = causal
@@ -105,9 +104,7 @@ class Attention(nnx.Module):
     self.qkv = linear(d_model, 3 * d_model, init.hidden(), use_bias=use_bias, rngs=rngs,
                       dtype=dtype)
     self.out = linear(d_model, d_model, init.residual(), use_bias=use_bias, rngs=rngs, dtype=dtype)
-    # Created last: the other parameters draw the same values with or without it.
-    self.gate = (linear(d_model, d_model, init.hidden(), use_bias=True, rngs=rngs, dtype=dtype)
-                 if gated else None)
+    self.gate = nnx.data(None)  # a Linear once a PLT block adds its G-SWA gate
 
   def project(self, x: jax.Array, offset: jax.Array | int = 0):
     """x [B, n, D] at positions offset.. -> q, k, v [B, n, H, Dh] (q and k rotated if rope)."""
@@ -153,18 +150,27 @@ class MLP(nnx.Module):
     return self.down(jax.nn.gelu(self.up(x), approximate=True))
 
 
-class GPT2Block(nnx.Module):
-  """Pre-LN block: x + Attn(LN(x)), then x + MLP(LN(x)) (Yang et al.'s backbone layer)."""
+def gate_linear(d_model: int, init: ParamInit, rngs: nnx.Rngs, dtype=None) -> nnx.Linear:
+  """The G-SWA gate's projection [D] -> [D] (with bias). A block creates it after all its other
+  parameters, so that those draw the same values with and without it."""
+  return linear(d_model, d_model, init.hidden(), use_bias=True, rngs=rngs, dtype=dtype)
 
-  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs):
+
+class GPT2Block(nnx.Module):
+  """Pre-LN block: x + Attn(LN(x)), then x + MLP(LN(x)) (Yang et al.'s backbone layer).
+  gated: give the attention a G-SWA gate (the looped core of a PLT model)."""
+
+  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs, gated: bool = False):
     d, dt, eps = cfg.d_model, cfg.compute_dtype, cfg.layer_norm_eps
     self.dropout_rate = cfg.dropout
     self.ln1 = layer_norm(d, rngs, dt, eps)
     self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
                           use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt,
-                          rope=cfg.position == "rope", gated=cfg.plt)
+                          rope=cfg.position == "rope")
     self.ln2 = layer_norm(d, rngs, dt, eps)
     self.mlp = MLP(d, cfg.mlp_ratio, use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt)
+    if gated:
+      self.attn.gate = nnx.data(gate_linear(d, init, rngs, dt))
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
                recall: jax.Array | None = None, modulation: "Modulation | None" = None,
@@ -188,13 +194,15 @@ class GPT2Block(nnx.Module):
 class AttnOnlyBlock(nnx.Module):
   """Gong et al.'s layer: x + Attn(x), optionally pre-normed; no MLP (arXiv 2510.10089)."""
 
-  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs):
+  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs, gated: bool = False):
     self.dropout_rate = cfg.dropout
     self.ln = (layer_norm(cfg.d_model, rngs, cfg.compute_dtype, cfg.layer_norm_eps)
                if cfg.pre_norm else None)
     self.attn = Attention(cfg.d_model, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
                           use_bias=cfg.use_bias, init=init, rngs=rngs,
-                          dtype=cfg.compute_dtype, rope=cfg.position == "rope", gated=cfg.plt)
+                          dtype=cfg.compute_dtype, rope=cfg.position == "rope")
+    if gated:
+      self.attn.gate = nnx.data(gate_linear(cfg.d_model, init, rngs, cfg.compute_dtype))
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
                recall: jax.Array | None = None, modulation: "Modulation | None" = None,
@@ -242,14 +250,16 @@ class PostNormBlock(nnx.Module):
   eps = model.layer_norm_eps (the reference's 1e-5). Attention is bidirectional unless
   model.causal; biases follow model.use_bias (the reference has none)."""
 
-  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs):
+  def __init__(self, cfg, *, init: ParamInit, rngs: nnx.Rngs, gated: bool = False):
     d, dt = cfg.d_model, cfg.compute_dtype
     self.eps = cfg.layer_norm_eps
     self.dropout_rate = cfg.dropout
     self.attn = Attention(d, cfg.num_heads, kind=cfg.attention, causal=cfg.causal,
                           use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt,
-                          rope=cfg.position == "rope", gated=cfg.plt)
+                          rope=cfg.position == "rope")
     self.mlp = SwiGLU(d, cfg.mlp_ratio, use_bias=cfg.use_bias, init=init, rngs=rngs, dtype=dt)
+    if gated:
+      self.attn.gate = nnx.data(gate_linear(d, init, rngs, dt))
 
   def __call__(self, x: jax.Array, key: jax.Array | None = None, *,
                recall: jax.Array | None = None, modulation: "Modulation | None" = None,

@@ -147,14 +147,15 @@ class LoopedTransformer(nnx.Module):
                      else None)
     block_cls = layers.BLOCKS[spec.block]
 
-    def make_stack(count):
+    def make_stack(count, gated=False):
       @nnx.split_rngs(splits=count)
       @nnx.vmap(in_axes=(0,), out_axes=0)
       def make(rngs):
-        return block_cls(spec, init=init, rngs=rngs)
+        return block_cls(spec, init=init, rngs=rngs, gated=gated)
       return make(rngs)
 
-    self.layers = make_stack(spec.num_layers)  # every parameter has a leading axis of size k
+    # every parameter has a leading axis of size k; PLT's G-SWA gates: the looped core only
+    self.layers = make_stack(spec.num_layers, gated=spec.plt)
     self.ln_f = (layers.layer_norm(d, rngs, dt, spec.layer_norm_eps)
                  if spec.final_norm or spec.norm_in_loop else None)
     self.head = layers.linear(d, spec.output_dim, init.read_out(d), use_bias=spec.head_bias,
