@@ -12,6 +12,9 @@ depend on training):
                      CACHE = per_loop (exact), first_loop, every_k (m = 2 slots)
   plt:L              the Parallel Loop Transformer: the L loops of a token in one pass of
                      L rows (models/plt.py), window w = 16
+  rows:L             `standard` decoding L sequences at once: the cost of one pass over L
+                     rows on this machine, the floor of plt:L's step time (seconds per step;
+                     tokens/s counts all L sequences)
 
 Each model generates `tokens` tokens greedily from a one-token prompt (so every step is a
 decoding step, with the cache growing to `tokens` positions); all compiled generators then run
@@ -60,7 +63,7 @@ def variants(args) -> dict[str, dict]:
   """name -> {graphdef, params, loops, cache, bytes_per_token, fixed_bytes}."""
   out = {}
 
-  def add(name, built, loops, cache=decode.CacheSpec()):
+  def add(name, built, loops, cache=decode.CacheSpec(), rows=1):
     graphdef, params = built
     model = models.merge(graphdef, params)
     if model.spec.plt:
@@ -68,12 +71,14 @@ def variants(args) -> dict[str, dict]:
       fixed = plt.cache_bytes(model, loops, 0)
     else:
       per_token, fixed = decode.cache_bytes_per_token(model, cache, loops), 0
-    out[name] = dict(graphdef=graphdef, params=params, loops=loops, cache=cache,
+    out[name] = dict(graphdef=graphdef, params=params, loops=loops, cache=cache, rows=rows,
                      bytes_per_token=int(per_token), fixed_bytes=int(fixed))
 
   k = args.layers
-  add("standard", _model(args, k), 1)
+  standard = _model(args, k)
+  add("standard", standard, 1)
   for loops in args.loops:
+    add(f"rows:{loops}", standard, 1, rows=loops)
     add(f"deep:{loops}", _model(args, k * loops), 1)
     looped = _model(args, k)
     for strategy in ("per_loop", "first_loop", "every_k"):
@@ -98,10 +103,10 @@ def main() -> None:
   runs = variants(args)
   if args.only:
     runs = {n: runs[n] for n in args.only.split(",")}
-  prompt = jnp.zeros((args.batch, 1), jnp.int32)
   key = jax.random.key(0)
 
   def run(v):
+    prompt = jnp.zeros((args.batch * v["rows"], 1), jnp.int32)
     out = decode.generate(v["graphdef"], v["params"], prompt, key,
                           max_new_tokens=args.tokens, num_loops=v["loops"],
                           cache_spec=v["cache"])
@@ -122,7 +127,7 @@ def main() -> None:
   table = {}
   for name, v in runs.items():
     sec = statistics.median(times[name])
-    table[name] = {"seconds_per_token": sec, "tokens_per_second": args.batch / sec,
+    table[name] = {"seconds_per_token": sec, "tokens_per_second": args.batch * v["rows"] / sec,
                    "latency_vs_standard": sec / base if base else None,
                    "cache_bytes_per_position": v["bytes_per_token"],
                    "cache_vs_standard": (v["bytes_per_token"] / base_bytes if base_bytes

@@ -21,7 +21,7 @@ def test_decode_benchmark_reports_every_model_and_exact_cache_ratios(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   result = json.load(open(save + ".json"))["results"]
   assert set(result) == {"standard"} | {
-      f"{kind}:{n}" for n in (2, 4) for kind in ("deep", "plt")} | {
+      f"{kind}:{n}" for n in (2, 4) for kind in ("deep", "plt", "rows")} | {
       f"looped:{n}/{c}" for n in (2, 4) for c in ("per_loop", "first_loop", "every_k")}
   assert result["standard"]["latency_vs_standard"] == 1.0
   for n in (2, 4):
@@ -29,5 +29,6 @@ def test_decode_benchmark_reports_every_model_and_exact_cache_ratios(tmp_path):
     assert cache[f"looped:{n}/per_loop"] == n and cache[f"deep:{n}"] == n
     assert cache[f"looped:{n}/first_loop"] == 1 and cache[f"looped:{n}/every_k"] == 2
     assert cache[f"plt:{n}"] == 1 and result[f"plt:{n}"]["fixed_cache_bytes"] > 0
-  for r in result.values():
-    assert r["tokens_per_second"] == pytest.approx(1 / r["seconds_per_token"])
+  for name, r in result.items():
+    rows = int(name[5:]) if name.startswith("rows:") else 1
+    assert r["tokens_per_second"] == pytest.approx(rows / r["seconds_per_token"])

@@ -78,3 +78,19 @@ def test_generate_without_a_checkpoint_is_one_line(tmp_path):
   assert done.stderr.strip().splitlines() == [
       f"error: --mode=generate needs a trained run, and {tmp_path} holds no checkpoint; check "
       "--workdir, or train first with --mode=train."]
+
+
+@pytest.mark.slow
+def test_the_docs_python_example_runs(tmp_path):
+  import re
+  import subprocess
+  import sys
+  from helpers import REPO
+  with open(os.path.join(REPO, "docs", "looped_lm.md"), encoding="utf-8") as f:
+    (block,) = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+  checks = ("\nassert out.tokens.shape == (1, 32) and out.loops.shape == (1, prompt.shape[1] + 31)"
+            "\nassert 1 <= float(out.loops.mean()) <= 6\n")
+  env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))  # the default corpus builds here
+  done = subprocess.run([sys.executable, "-c", block + checks], cwd=REPO, text=True,
+                        capture_output=True, timeout=300, env=env)
+  assert done.returncode == 0, done.stderr[-3000:]
