@@ -35,6 +35,11 @@ state after every loop. Timestep conditioning: zero-initialised per-loop adaLN g
 scales from the loop index (Xu & Sato; it scales the block's own LayerNorm outputs, where
 the paper uses RMSNorm without affine, a documented choice). New variants belong in
 `_inject` / `loop`, not in a copy of this class.
+
+Generation with KV caches (models/decode.py) and the Parallel Loop Transformer
+(`plt=True`, models/plt.py) run these same `encode` / `loop` / `readout` methods, passing each
+layer a replacement self-attention (`attention=`, layers.AttentionFn). Ouro's exit gate
+(`exit_gate=True`) adds `exit_logits`, trained by train/step.py's `exit_gate_loss`.
 """
 
 from __future__ import annotations
