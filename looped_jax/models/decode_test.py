@@ -8,19 +8,17 @@ Parameters are random (not the zero-initialised timestep gates of `models.build`
 part of the model changes the logits and a wrong cache can show.
 """
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from looped_jax import models
-from looped_jax.config import base_config
 from looped_jax.errors import ConfigError
 from looped_jax.models import decode
+from looped_jax.models.testing import full, random_model, tokens
 
 PER_LOOP = decode.CacheSpec("per_loop")
 FIRST_LOOP = decode.CacheSpec("first_loop")
@@ -30,41 +28,10 @@ MAIN = (("injection", "add"), ("exit_gate", True))
 WITH_CODA = (("injection", "add"), ("coda_layers", 1))
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeTask:
-  input_kind: str = "tokens"
-  vocab_size: int = 17
-  output_dim: int = 17
-  seq_len: int = 12
-
-
 @functools.cache
 def build(options=MAIN, seed=0):
-  """(graphdef, params) of a tiny model, every parameter random: LayerNorm scales 1 + N(0,
-  0.1^2), the rest N(0, 0.3^2). Shapes from eval_shape (no initialisation to compile)."""
-  cfg = base_config().model
-  cfg.d_model, cfg.num_heads = 16, 2
-  cfg.update(dict(options))
-  spec = models.ModelSpec.from_config(cfg, FakeTask())
-  graphdef, state = nnx.split(nnx.eval_shape(
-      lambda: models.LoopedTransformer(spec, rngs=nnx.Rngs(0))))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    noise = rng.normal(size=leaf.shape).astype(np.float32)
-    return jnp.asarray(1.0 + 0.1 * noise if path[-1].key == "scale" else 0.3 * noise)
-
-  return graphdef, jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(state))
-
-
-def tokens(n=8, batch=2, seed=0):
-  return jax.random.randint(jax.random.key(seed), (batch, n), 0, FakeTask.vocab_size)
-
-
-def full(graphdef, params, x, loops):
-  """The whole-sequence forward pass, run op by op (no compilation of its own)."""
-  with jax.disable_jit():
-    return models.apply(graphdef, params, x, loops)
+  """(graphdef, params) of a tiny model with every parameter random (testing.random_model)."""
+  return random_model(options, seed=seed)
 
 
 def close(a, b, atol=1e-5):

@@ -8,59 +8,27 @@ sequence with one token changed (causality); the bytes of the arrays `plt.init_s
 allocates (`cache_bytes`).
 """
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from looped_jax import models
-from looped_jax.config import base_config
 from looped_jax.models import decode, plt
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeTask:
-  input_kind: str = "tokens"
-  vocab_size: int = 17
-  output_dim: int = 17
-  seq_len: int = 12
+from looped_jax.models.testing import TinyTokenTask, full, model_config, random_model, tokens
 
 
 def config(options):
-  cfg = base_config().model
-  cfg.d_model, cfg.num_heads, cfg.injection, cfg.plt = 16, 2, "add", True
-  cfg.update(dict(options))
-  return cfg
+  return model_config((("injection", "add"), ("plt", True), *options))
 
 
 @functools.cache
 def build(options=(), seed=0):
-  """(graphdef, params) of a tiny PLT model, every parameter random (the gate too): LayerNorm
-  scales 1 + N(0, 0.1^2), the rest N(0, 0.3^2)."""
-  spec = models.ModelSpec.from_config(config(options), FakeTask())
-  graphdef, state = nnx.split(nnx.eval_shape(
-      lambda: models.LoopedTransformer(spec, rngs=nnx.Rngs(0))))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    noise = rng.normal(size=leaf.shape).astype(np.float32)
-    return jnp.asarray(1.0 + 0.1 * noise if path[-1].key == "scale" else 0.3 * noise)
-
-  return graphdef, jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(state))
-
-
-def tokens(n=8, batch=2, seed=0):
-  return jax.random.randint(jax.random.key(seed), (batch, n), 0, FakeTask.vocab_size)
-
-
-def full(graphdef, params, x, loops):
-  """The whole-sequence (shifted) pass, run op by op."""
-  with jax.disable_jit():
-    return models.apply(graphdef, params, x, loops)
+  """(graphdef, params) of a tiny PLT model, every parameter random, the gate too
+  (testing.random_model)."""
+  return random_model((("injection", "add"), ("plt", True), *options), seed=seed)
 
 
 @pytest.mark.parametrize("loops,window,position,k,ends", [
@@ -92,7 +60,7 @@ def without_gate(params):
 def test_one_loop_is_the_plain_model_without_the_gate():
   graphdef, params = build((("num_layers", 2), ("coda_layers", 1)))
   plain = config((("num_layers", 2), ("coda_layers", 1), ("plt", False)))
-  plain_def = models.graphdef(plain, FakeTask())
+  plain_def = models.graphdef(plain, TinyTokenTask())
   x = tokens()
   np.testing.assert_allclose(full(graphdef, params, x, 1),
                              full(plain_def, without_gate(params), x, 1), rtol=1e-5, atol=1e-6)
@@ -105,8 +73,8 @@ def test_one_loop_is_the_plain_model_without_the_gate():
 def test_same_seed_gives_the_plain_models_parameters_plus_a_gate(block):
   cfg = dict(d_model=16, num_heads=2, injection="add", block=block, prelude_layers=1,
              coda_layers=1)
-  graphdef, with_gate = models.build(config(tuple(cfg.items())), FakeTask(), seed=3)
-  plain_def, plain = models.build(config(tuple((cfg | {"plt": False}).items())), FakeTask(),
+  graphdef, with_gate = models.build(config(tuple(cfg.items())), TinyTokenTask(), seed=3)
+  plain_def, plain = models.build(config(tuple((cfg | {"plt": False}).items())), TinyTokenTask(),
                                   seed=3)
   assert "gate" in with_gate["layers"]["attn"] and "gate" not in plain["layers"]["attn"]
   # only the looped core has gates: the prelude and coda run once, with plain attention
@@ -145,7 +113,7 @@ def test_changing_a_token_changes_no_earlier_logit():
   before = np.asarray(full(graphdef, params, jnp.asarray(x), 3))
   for j in (2, 5):
     y = x.copy()
-    y[:, j] = (y[:, j] + 1) % FakeTask.vocab_size
+    y[:, j] = (y[:, j] + 1) % TinyTokenTask.vocab_size
     after = np.asarray(full(graphdef, params, jnp.asarray(y), 3))
     np.testing.assert_allclose(after[:, :j], before[:, :j], rtol=0, atol=1e-6)
     change = np.abs(after - before).max(axis=(0, 2))

@@ -7,47 +7,29 @@ p(L) = prod_{j<L} (1 - lambda_j), loss = weighted mean over positions of
 sum_t p(t) CE_t - beta H(p); `last_loop_loss` against the cross-entropy of `models.apply`.
 """
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from looped_jax import models
-from looped_jax.config import base_config
+from looped_jax.models.testing import TinyTokenTask, random_model
 from looped_jax.train import step as step_lib
 
 LOOPS = 3
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeTask:
-  input_kind: str = "tokens"
-  vocab_size: int = 17
-  output_dim: int = 17
-  seq_len: int = 8
+TASK = TinyTokenTask(seq_len=8)
 
 
 def build():
   """A tiny model with an exit gate, every parameter random (so lambda_t varies)."""
-  cfg = base_config().model
-  cfg.update(d_model=16, num_heads=2, injection="add", exit_gate=True)
-  spec = models.ModelSpec.from_config(cfg, FakeTask())
-  graphdef, state = nnx.split(nnx.eval_shape(
-      lambda: models.LoopedTransformer(spec, rngs=nnx.Rngs(0))))
-  rng = np.random.default_rng(0)
-
-  def draw(path, leaf):
-    noise = rng.normal(size=leaf.shape).astype(np.float32)
-    return jnp.asarray(1.0 + 0.1 * noise if path[-1].key == "scale" else 0.5 * noise)
-
-  return graphdef, jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(state))
+  return random_model((("injection", "add"), ("exit_gate", True)), scale=0.5, task=TASK)
 
 
 def batch():
   rng = np.random.default_rng(1)
-  shape = (2, FakeTask.seq_len)
+  shape = (2, TASK.seq_len)
   weights = rng.uniform(0.5, 2.0, shape).astype(np.float32)
   weights[0, :3] = 0.0
   weights[1, -2:] = 0.0
