@@ -118,18 +118,24 @@ def init_cache(model, batch: int, length: int, cache: CacheSpec, num_loops: int)
   """Zero caches of `length` positions: {"core": (K, V) [S, k, B, T, H, Dh], "prelude" /
   "coda": (K, V) [P or C, B, T, H, Dh] if the model has them}."""
   spec = model.spec
-  heads, dh = spec.num_heads, spec.d_model // spec.num_heads
-  dt = spec.compute_dtype
+  core = zero_kv(spec, (cache.slots(num_loops), spec.num_layers), batch, length)
+  return {"core": core} | once_run_caches(spec, batch, length)
 
-  def zeros(*lead):
-    shape = (*lead, batch, length, heads, dh)
-    return jnp.zeros(shape, dt), jnp.zeros(shape, dt)
 
-  out = {"core": zeros(cache.slots(num_loops), spec.num_layers)}
+def zero_kv(spec, lead: tuple[int, ...], batch: int, length: int) -> tuple[Array, Array]:
+  """Zero keys and values [*lead, B, T, H, Dh] of the model's compute dtype."""
+  shape = (*lead, batch, length, spec.num_heads, spec.d_model // spec.num_heads)
+  return jnp.zeros(shape, spec.compute_dtype), jnp.zeros(shape, spec.compute_dtype)
+
+
+def once_run_caches(spec, batch: int, length: int) -> dict:
+  """The caches of the blocks that run once per token: "prelude" / "coda" (K, V) [P or C, B,
+  T, H, Dh], for the model's prelude and coda if it has them."""
+  out = {}
   if spec.prelude_layers:
-    out["prelude"] = zeros(spec.prelude_layers)
+    out["prelude"] = zero_kv(spec, (spec.prelude_layers,), batch, length)
   if spec.coda_layers:
-    out["coda"] = zeros(spec.coda_layers)
+    out["coda"] = zero_kv(spec, (spec.coda_layers,), batch, length)
   return out
 
 
@@ -162,7 +168,7 @@ def cached_attention(position: Array):
   return for_layer
 
 
-def _write(kv: tuple[Array, Array], new: tuple[Array, Array], position: Array,
+def write_kv(kv: tuple[Array, Array], new: tuple[Array, Array], position: Array,
            lead: tuple = (), where: Array | None = None) -> tuple[Array, Array]:
   """Writes new keys/values [*, B, 1, H, Dh] at `position` (and index `lead` of the leading
   axes) of a cache [..., B, T, H, Dh]; `where` [B]: only these sequences."""
@@ -190,7 +196,7 @@ def decode_step(model, cache: dict, tokens: Array, position: Array, num_loops: i
   x = tokens[:, None]
   if "prelude" in cache:
     e, new = model.encode(x, position, attention=attention, layer_inputs=cache["prelude"])
-    cache["prelude"] = _write(cache["prelude"], new, position)
+    cache["prelude"] = write_kv(cache["prelude"], new, position)
   else:
     e = model.encode(x, position)
   h0 = model.initial_state(e)
@@ -216,16 +222,13 @@ def decode_step(model, cache: dict, tokens: Array, position: Array, num_loops: i
     h_new, new = model.loop(h, e, None, t, offset=position, attention=attention,
                             layer_inputs=slot_kv)
     write = active & ((t == 0) | (cache_spec.strategy != "first_loop"))
-    core = _write(c["core"], new, position, lead=(s,), where=write)
+    core = write_kv(c["core"], new, position, lead=(s,), where=write)
     written = c["written"].at[s].set(c["written"][s] | write)
     c = c | dict(core=core, written=written, last_slot=jnp.where(write, s, c["last_slot"]),
                  loops=jnp.where(active, t + 1, c["loops"]), t=t + 1,
                  h=_select(active, h_new, h))
-    stop = _stop(model, exit_spec, c, h, h_new, peek)
-    if use_kl:
-      c["logits"], stop = stop
-    if exit_spec.criterion == "gate":
-      c["survive"], stop = stop
+    stop, updates = _stop(model, exit_spec, c, h, h_new, peek)
+    c |= updates
     eligible = t + 1 >= exit_spec.min_loops
     c["done"] = c["done"] | (eligible & stop) | (t + 1 >= num_loops)
     return c
@@ -234,30 +237,30 @@ def decode_step(model, cache: dict, tokens: Array, position: Array, num_loops: i
   cache["core"] = _fill_skipped(c["core"], c["written"], c["last_slot"], position)
   if coda is not None:
     out, new = model.readout(c["h"], attention=attention, layer_inputs=coda)
-    cache["coda"] = _write(coda, new, position)
+    cache["coda"] = write_kv(coda, new, position)
   else:
     out = model.readout(c["h"])
   return out[:, 0], cache, c["loops"]
 
 
 def _stop(model, exit_spec: ExitSpec, c: dict, h: Array, h_new: Array, peek):
-  """The exit criterion after a loop: bool [B] (with the new logits for kl, the new survival
-  product for gate)."""
+  """The exit criterion after a loop: (bool [B], the carry entries it updates: the new logits
+  for kl, the new survival product prod (1 - lambda_j) for gate)."""
   crit = exit_spec.criterion
   if crit == "none":
-    return jnp.zeros(h.shape[0], bool)
+    return jnp.zeros(h.shape[0], bool), {}
   if crit == "residual":
     diff = jnp.linalg.norm((h_new - h).astype(jnp.float32).reshape(h.shape[0], -1), axis=-1)
     size = jnp.linalg.norm(h.astype(jnp.float32).reshape(h.shape[0], -1), axis=-1)
-    return diff / jnp.maximum(size, 1e-12) < exit_spec.threshold
+    return diff / jnp.maximum(size, 1e-12) < exit_spec.threshold, {}
   if crit == "kl":
     logits = peek(h_new)
     new, old = jax.nn.log_softmax(logits), jax.nn.log_softmax(c["logits"])
     kl = jnp.sum(jnp.exp(new) * (new - old), axis=-1)
-    return logits, kl < exit_spec.threshold
+    return kl < exit_spec.threshold, {"logits": logits}
   lam = jax.nn.sigmoid(model.exit_logits(h_new)[:, 0])
   survive = c["survive"] * (1.0 - lam)
-  return survive, 1.0 - survive >= exit_spec.threshold
+  return 1.0 - survive >= exit_spec.threshold, {"survive": survive}
 
 
 def _select(mask: Array, a: Array, b: Array) -> Array:

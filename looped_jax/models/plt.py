@@ -26,9 +26,10 @@ is added to the injected input e (model.injection = "add" is required), position
 shifted state is zero, the gate is per channel and the window w is a config option (64).
 
 The training pass unrolls its L loops in Python (L is small; model.remat and model.unroll
-do not apply to it). Decoding keeps K_1, V_1 for every position, a ring of the last w keys and values for each of
-loops 2..L, and the L - 1 states of the previous token; `decode_tokens` (one token at a time)
-equals `forward` (the whole sequence at once) up to float rounding (tested).
+do not apply to it). Decoding keeps K_1, V_1 for every position, a ring of the last w keys
+and values for each of loops 2..L, and the L - 1 states of the previous token;
+`decode_tokens` (one token at a time) equals `forward` (the whole sequence at once) up to
+float rounding (tested).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from looped_jax.models import layers
-from looped_jax.models.decode import Decoded, cached_attention, _write
+from looped_jax.models.decode import (Decoded, cached_attention, once_run_caches, write_kv,
+                                      zero_kv)
 
 Array = jax.Array
 
@@ -95,20 +97,10 @@ def init_state(model, batch: int, length: int, num_loops: int) -> dict:
   "previous": the previous token's states after loops 1..L-1 [L - 1, B, 1, D]; plus
   "prelude" / "coda" caches [P or C, B, T, H, Dh] if the model has them."""
   spec = model.spec
-  heads, dh, dt = spec.num_heads, spec.d_model // spec.num_heads, spec.compute_dtype
-
-  def zeros(*lead, positions=length):
-    shape = (*lead, batch, positions, heads, dh)
-    return jnp.zeros(shape, dt), jnp.zeros(shape, dt)
-
-  out = {"shared": zeros(spec.num_layers),
-         "window": zeros(spec.num_layers, num_loops - 1, positions=spec.plt_window),
-         "previous": jnp.zeros((num_loops - 1, batch, 1, spec.d_model), dt)}
-  if spec.prelude_layers:
-    out["prelude"] = zeros(spec.prelude_layers)
-  if spec.coda_layers:
-    out["coda"] = zeros(spec.coda_layers)
-  return out
+  return {"shared": zero_kv(spec, (spec.num_layers,), batch, length),
+          "window": zero_kv(spec, (spec.num_layers, num_loops - 1), batch, spec.plt_window),
+          "previous": jnp.zeros((num_loops - 1, batch, 1, spec.d_model), spec.compute_dtype),
+          } | once_run_caches(spec, batch, length)
 
 
 def cache_bytes(model, num_loops: int, length: int) -> int:
@@ -131,7 +123,7 @@ def decode_step(model, state: dict, tokens: Array, position: Array, num_loops: i
   if "prelude" in state:
     e, new = model.encode(x, position, attention=cached_attention(position),
                           layer_inputs=state["prelude"])
-    state["prelude"] = _write(state["prelude"], new, position)
+    state["prelude"] = write_kv(state["prelude"], new, position)
   else:
     e = model.encode(x, position)
   # Row l (0-based) runs loop l + 1: row 0 from the initial state, row l from the previous
@@ -171,7 +163,7 @@ def decode_step(model, state: dict, tokens: Array, position: Array, num_loops: i
                                    offset=position, attention=for_layer,
                                    layer_inputs=(state["shared"], state["window"]))
   out = out.reshape(rows, batch, 1, d)  # k_new, v_new: [k, L, B, 1, H, Dh]
-  state["shared"] = _write(state["shared"], (k_new[:, 0], v_new[:, 0]), position)
+  state["shared"] = write_kv(state["shared"], (k_new[:, 0], v_new[:, 0]), position)
   if rows > 1:
     ring_new = (k_new[:, 1:], v_new[:, 1:])  # [k, L - 1, B, 1, H, Dh]
     state["window"] = tuple(
@@ -182,7 +174,7 @@ def decode_step(model, state: dict, tokens: Array, position: Array, num_loops: i
   if "coda" in state:
     logits, new = model.readout(out[-1], attention=cached_attention(position),
                                 layer_inputs=state["coda"])
-    state["coda"] = _write(state["coda"], new, position)
+    state["coda"] = write_kv(state["coda"], new, position)
   else:
     logits = model.readout(out[-1])
   return logits[:, 0], state
