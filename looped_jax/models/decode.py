@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from looped_jax.analysis.adaptive_exit import kl_between
+from looped_jax.analysis.fixed_point import relative_residual
 from looped_jax.errors import ConfigError
 from looped_jax.models import layers
 
@@ -249,15 +251,12 @@ def _stop(model, exit_spec: ExitSpec, c: dict, h: Array, h_new: Array, peek):
   crit = exit_spec.criterion
   if crit == "none":
     return jnp.zeros(h.shape[0], bool), {}
-  if crit == "residual":
-    diff = jnp.linalg.norm((h_new - h).astype(jnp.float32).reshape(h.shape[0], -1), axis=-1)
-    size = jnp.linalg.norm(h.astype(jnp.float32).reshape(h.shape[0], -1), axis=-1)
-    return diff / jnp.maximum(size, 1e-12) < exit_spec.threshold, {}
+  if crit == "residual":  # the same measures as the analysis' adaptive exit
+    residual = jax.vmap(relative_residual)(h.astype(jnp.float32), h_new.astype(jnp.float32))
+    return residual < exit_spec.threshold, {}
   if crit == "kl":
     logits = peek(h_new)
-    new, old = jax.nn.log_softmax(logits), jax.nn.log_softmax(c["logits"])
-    kl = jnp.sum(jnp.exp(new) * (new - old), axis=-1)
-    return kl < exit_spec.threshold, {"logits": logits}
+    return jax.vmap(kl_between)(logits, c["logits"]) < exit_spec.threshold, {"logits": logits}
   lam = jax.nn.sigmoid(model.exit_logits(h_new)[:, 0])
   survive = c["survive"] * (1.0 - lam)
   return 1.0 - survive >= exit_spec.threshold, {"survive": survive}
