@@ -66,6 +66,12 @@ def base_config() -> ml_collections.ConfigDict:
   m.dropout = 0.0
   m.num_layers = 1  # k: distinct layers, applied in order inside one loop
   m.num_loops = 1  # L: how often the k-layer stack is applied (a call argument too)
+  # Intra-layer recurrence (Nguyen & Lin, arXiv 2505.01855): loops per distinct layer inside
+  # one loop, (r_1, ..., r_k); () = once each. (1,)*k is the k⊗L grid, (L,) with k=1 is 1⊗L.
+  m.layer_loops = ()
+  # L(n) = max(1, ceil(c * log2 n)) for the task's problem size n (Merrill & Sabharwal's
+  # log-depth looping); when c > 0 it replaces num_loops as each run is expanded.
+  m.loops_per_log2 = 0.0
   m.injection = "none"  # none | add: f(h + e) (Yang) | concat: f(W[h; e]) | internal (Labovich)
   m.state_norm = "none"  # rms: outer normalisation of the state after every loop (Labovich)
   m.timestep = False  # zero-init per-loop adaLN gates/scales from the loop index (Xu & Sato)
@@ -282,6 +288,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "(num_steps - warmup_steps) for schedule 'warmup_stable_decay'.")
   for key in ("d_model", "num_heads", "num_layers", "num_loops", "mlp_ratio"):
     check(int(m[key]) > 0, f"model.{key}={m[key]} must be a positive integer.")
+  check(len(m.layer_loops) in (0, m.num_layers)
+        and all(isinstance(r, int) and r >= 1 for r in m.layer_loops),
+        f"model.layer_loops={tuple(m.layer_loops)} must be () or {m.num_layers} positive integers "
+        f"(one loop count per distinct layer, model.num_layers={m.num_layers}).")
+  check(m.loops_per_log2 >= 0,
+        f"model.loops_per_log2={m.loops_per_log2} must be >= 0 (0 = use model.num_loops).")
   check(int(m.unroll) >= 0, f"model.unroll={m.unroll} must be >= 0 (0 = never unroll).")
   check(m.d_model % m.num_heads == 0,
         f"model.num_heads={m.num_heads} must divide model.d_model={m.d_model}.")
@@ -359,6 +371,7 @@ def validate_looped_lm(config: ml_collections.ConfigDict) -> None:
     check(m.injection == "add", "model.plt adds the previous token's state to the input "
           f"injection: it needs model.injection='add', not {m.injection!r}.")
     for bad, what in ((m.recursion != "none", "model.recursion"),
+                      (any(r != 1 for r in m.layer_loops), "model.layer_loops"),
                       (m.timestep, "model.timestep"), (t.grad_loops > 0, "train.grad_loops > 0"),
                       (t.progressive, "train.progressive"),
                       (t.random_loops != "none", "train.random_loops"),
@@ -424,6 +437,8 @@ def validate_recursion(config: ml_collections.ConfigDict) -> None:
     check(m.inner_loops >= 1 and m.outer_cycles >= 1 and m.high_layers >= 0,
           f"model.inner_loops={m.inner_loops} and model.outer_cycles={m.outer_cycles} must be "
           f">= 1 and model.high_layers={m.high_layers} >= 0.")
+    check(not m.layer_loops, f"model.recursion={m.recursion!r} applies its stack in its own "
+          "cycles: model.layer_loops must be () with it.")
     clashes = {"injection": "none", "state_norm": "none", "init_state": "input",
                "timestep": False, "position_in_loop": False, "norm_in_loop": False,
                "dropout": 0.0}
@@ -560,6 +575,23 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Any) -> ml_col
 
   merge(merged, overrides, "")
   return ml_collections.ConfigDict(merged)
+
+
+def resolve_loops(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with model.num_loops = max(1, ceil(c * log2 n)) when c = model.loops_per_log2 > 0,
+  n the task's `problem_size` (its sequence length if it has none); otherwise unchanged."""
+  c = config.model.loops_per_log2
+  if c <= 0:
+    return config
+  from looped_jax import tasks  # pylint: disable=import-outside-toplevel
+  task = tasks.get(config.task)
+  n = getattr(task, "problem_size", task.seq_len)
+  return apply_overrides(config, {"model": {"num_loops": loops_for_size(n, c)}})
+
+
+def loops_for_size(n: int, loops_per_log2: float) -> int:
+  """L(n) = max(1, ceil(c * log2 n)): loops growing with the logarithm of the input size."""
+  return max(1, math.ceil(loops_per_log2 * math.log2(max(n, 1)) - 1e-9))
 
 
 def without_variants(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -108,9 +108,10 @@ def check_spec(spec, cache: CacheSpec, exit_spec: ExitSpec) -> None:
                       "(keep exit 'none' and cache 'per_loop').")
   if spec.input_kind != "tokens" or not spec.causal:
     raise ConfigError("generation needs a causal model of a token task (model.causal=True).")
-  if spec.recursion != "none" or spec.init_state == "random" or spec.dropout:
+  if (spec.recursion != "none" or spec.init_state == "random" or spec.dropout
+      or any(r != 1 for r in spec.layer_loops)):
     raise ConfigError("generation supports looped models without model.recursion, "
-                      "init_state='random' or dropout.")
+                      "model.layer_loops, init_state='random' or dropout.")
 
 
 # -- the cache --------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def train_step(spec: Any, batch: int, seq_len: int, loops: int, grad_loops: int 
                      f"timestep={spec.timestep}, state_norm={spec.state_norm!r}.")
   tokens = batch * seq_len
   window = loops if grad_loops <= 0 else min(grad_loops, loops)
-  loop = spec.num_layers * block_forward(spec, batch, seq_len)
+  loop = sum(spec.layer_loops or (1,) * spec.num_layers) * block_forward(spec, batch, seq_len)
   embed = 2 * tokens * spec.vocab_size * spec.d_model if spec.input_kind == "vectors" else 0
   # The embedding gets a gradient when the window reaches it: through injection into every
   # loop, or through the initial state when no loop runs under stop_gradient.

@@ -80,6 +80,7 @@ class ModelSpec:
   dropout: float = 0.0
   num_layers: int = 1
   num_loops: int = 1
+  layer_loops: tuple[int, ...] = ()
   injection: str = "none"
   state_norm: str = "none"
   timestep: bool = False
@@ -119,6 +120,7 @@ class ModelSpec:
   def from_config(cls, model_config: Any, task) -> "ModelSpec":
     fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in dict(model_config).items() if k in fields and k != "max_len"}
+    kwargs["layer_loops"] = tuple(int(r) for r in kwargs.get("layer_loops", ()))
     max_len = model_config.get("max_len", 0) or task.seq_len
     return cls(input_kind=task.input_kind, vocab_size=task.vocab_size,
                output_dim=task.output_dim, max_len=max_len, **kwargs)
@@ -243,7 +245,8 @@ class LoopedTransformer(nnx.Module):
     if self.positions is not None and self.spec.position_in_loop:
       h = h + self.position_embedding(offset, h.shape[1]).astype(h.dtype)
     out = _apply_layers(self.layers, h, key, recall=recall, modulation=modulation,
-                        attention=attention, layer_inputs=layer_inputs)
+                        attention=attention, layer_inputs=layer_inputs,
+                        repeats=self.spec.layer_loops or None)
     h, extras = out if attention is not None else (out, None)
     if self.spec.norm_in_loop:
       h = self.ln_f(h)
@@ -472,12 +475,14 @@ def recursion_start(d_model: int, e: jax.Array) -> jax.Array:
 
 def _apply_layers(stack: nnx.Module, h: jax.Array, key: jax.Array | None = None, *,
                   recall: jax.Array | None = None, modulation=None, attention=None,
-                  layer_inputs: Any = None):
+                  layer_inputs: Any = None, repeats: tuple[int, ...] | None = None):
   """Applies a stack of k blocks (stacked parameters) in order: [B, n, D] -> [B, n, D].
 
   attention: a function of layer i's slice of `layer_inputs` (a pytree with leading axis k,
   or None) returning that block's replacement self-attention (layers.AttentionFn); then
-  returns (h, the blocks' extras stacked on a leading axis k)."""
+  returns (h, the blocks' extras stacked on a leading axis k).
+  repeats: intra-layer recurrence, (r_1, ..., r_k): block i is applied r_i times in a row
+  (its parameters shared) before block i + 1; None or all ones is the plain stack."""
   layer_def, layer_params = nnx.split(stack)
   count = jax.tree.leaves(layer_params)[0].shape[0]
   keys = (jax.random.split(key, count) if key is not None else jnp.zeros((count,), jnp.uint32))
@@ -489,6 +494,12 @@ def _apply_layers(stack: nnx.Module, h: jax.Array, key: jax.Array | None = None,
                 attention=None if attention is None else attention(inputs_i))
     return out if attention is not None else (out, None)
 
+  if repeats is not None and any(r != 1 for r in repeats):
+    if attention is not None or len(repeats) != count:
+      raise ValueError(f"layer_loops={repeats} needs one loop count per layer ({count}) and "
+                       "has no replacement attention (KV-cache decoding, PLT).")
+    return _apply_repeated(layer_def, layer_params, h, keys if key is not None else None,
+                           repeats, recall=recall, modulation=modulation)
   xs = (layer_params, keys, layer_inputs)
   if count == 1:  # no inner loop: XLA would stack its residuals in buffers
     h, extras = apply_layer(h, jax.tree.map(lambda x: x[0], xs))
@@ -496,3 +507,19 @@ def _apply_layers(stack: nnx.Module, h: jax.Array, key: jax.Array | None = None,
   else:
     h, extras = jax.lax.scan(apply_layer, h, xs)
   return h if attention is None else (h, extras)
+
+
+def _apply_repeated(layer_def, layer_params, h: jax.Array, keys: jax.Array | None,
+                    repeats: tuple[int, ...], *, recall=None, modulation=None) -> jax.Array:
+  """Intra-layer recurrence (Nguyen & Lin, arXiv 2505.01855): block i applied repeats[i]
+  times in a row. Each block's repeats run under a scan (compiled once per block); repeat j
+  of block i draws dropout key fold_in(keys[i], j)."""
+  for i, r in enumerate(repeats):
+    block = nnx.merge(layer_def, jax.tree.map(lambda x, i=i: x[i], layer_params))
+
+    def apply(h, j, block=block, i=i):
+      key = None if keys is None else jax.random.fold_in(keys[i], j)
+      return block(h, key, recall=recall, modulation=modulation), None
+
+    h = apply(h, 0)[0] if r == 1 else jax.lax.scan(apply, h, jnp.arange(r))[0]
+  return h

@@ -480,3 +480,47 @@ def test_recursion_step_has_the_exact_derivative_in_its_state():
   _, want = jax.jvp(python_step, (h,), (tangent,))
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
   assert float(jnp.abs(want).max()) > 1e-3
+
+
+def test_intra_layer_recurrence_repeats_each_shared_layer_in_place():
+  """layer_loops (r_1..r_k) applies block i r_i times before block i+1, inside every loop;
+  all ones is the plain k⊗L stack and (L,) on one layer is 1⊗L; parameters stay shared."""
+  x = tokens()
+  plain_def, plain = build(num_layers=3)
+  ilr_def, ilr = build(num_layers=3, layer_loops=(2, 1, 3))
+  ones_def, ones = build(num_layers=3, layer_loops=(1, 1, 1))
+  for tree in (ilr, ones):  # the same parameters, drawn the same way
+    assert jax.tree.structure(tree) == jax.tree.structure(plain)
+    jax.tree.map(np.testing.assert_array_equal, tree, plain)
+  np.testing.assert_allclose(models.apply(ones_def, plain, x, 2), models.apply(plain_def, plain, x, 2),
+                             rtol=1e-6, atol=1e-6)
+  model = models.merge(ilr_def, ilr)
+  h = model.embed(x)
+  for _ in range(2):  # two loops of (layer 0 twice, layer 1 once, layer 2 three times)
+    for i, r in enumerate((2, 1, 3)):
+      for _ in range(r):
+        h = layer(ilr_def, ilr, i)(h)
+  got = jax.jit(lambda p: models.apply(ilr_def, p, x, 2))(ilr)
+  np.testing.assert_allclose(got, model.readout(h), rtol=1e-5, atol=1e-5)
+  # (L,) on a single layer is the looped model at L loops.
+  one_def, one = build(num_layers=1)
+  rep_def, _ = build(num_layers=1, layer_loops=(4,))
+  np.testing.assert_allclose(models.apply(rep_def, one, x, 1), models.apply(one_def, one, x, 4),
+                             rtol=1e-5, atol=1e-5)
+  grads = jax.grad(lambda p: jnp.sum(models.apply(ilr_def, p, x, 2) ** 2))(ilr)
+  assert all(np.isfinite(g).all() and np.any(g != 0) for g in jax.tree.leaves(grads["layers"]))
+
+
+def test_layer_loops_must_name_one_count_per_layer():
+  from looped_jax import config as config_lib
+  from looped_jax.errors import ConfigError
+  cfg = base_config()
+  cfg.model.num_layers = 2
+  cfg.model.layer_loops = (2, 1, 1)
+  with pytest.raises(ConfigError, match=r"model.layer_loops=\(2, 1, 1\) must be \(\) or 2 positive"):
+    config_lib.validate(cfg)
+  cfg.model.layer_loops = (2, 0)
+  with pytest.raises(ConfigError, match="positive integers"):
+    config_lib.validate(cfg)
+  assert [config_lib.loops_for_size(n, 1.0) for n in (1, 2, 8, 9, 32)] == [1, 1, 3, 4, 5]
+  assert config_lib.loops_for_size(16, 1.5) == 6

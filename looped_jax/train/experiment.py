@@ -26,18 +26,19 @@ from looped_jax.train import workdir as workdir_lib
 
 def expand(config: ml_collections.ConfigDict,
            overrides: Sequence[str] = ()) -> dict[str, ml_collections.ConfigDict]:
-  """name -> the config of each variant ({"": config} when there are none).
+  """name -> the config of each variant ({"": config} when there are none), with
+  model.loops_per_log2 resolved into model.num_loops (config.resolve_loops).
 
   `overrides` are the keys set on the command line: they apply to every variant, so a
   variant that sets one of them itself is refused (the override would be silently lost).
   """
   config_lib.validate(config)
   if not config.variants:
-    return {"": config}
+    return {"": config_lib.resolve_loops(config)}
   base = config_lib.without_variants(config)
   for key in overrides:
     _check_no_variant_sets(key, config.variants)
-  return {name: config_lib.apply_overrides(base, dict(variant))
+  return {name: config_lib.resolve_loops(config_lib.apply_overrides(base, dict(variant)))
           for name, variant in config.variants.items()}
 
 
