@@ -31,7 +31,7 @@ INIT_STATES = ("input", "zeros", "random")
 POSITIONS = ("learned", "none", "rope")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 DTYPES = ("float32", "bfloat16", "float64")  # float64: analysis, with JAX_ENABLE_X64=1
-LOSS_ON = ("last", "window", "all")
+LOSS_ON = ("last", "window", "all", "steps")
 RANDOM_LOOPS = ("none", "poisson_lognormal", "uniform")  # = train.loop_sampling.KINDS
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "warmup_constant", "warmup_cosine", "warmup_stable_decay")
@@ -123,6 +123,8 @@ def base_config() -> ml_collections.ConfigDict:
   t.batch_size = 64  # global batch, split over the mesh's data axis
   t.grad_loops = 0  # truncated backprop: only the last T loops get gradients (0 = all)
   t.loss_on = "last"  # last: final loop; window: mean over the last grad_loops loops; all: every loop
+  # steps: loop-aligned supervision (RELAY): loop t learns the task's reasoning step t
+  # (batch["step_targets"]), the last loop the answer; needs a task with num_steps
   t.loop_weight_power = 0.0  # window/all: loop l's loss weighted by l^power (0 = plain mean)
   # Progressive loss (Bansal): (1 - alpha) * plain + alpha * loss after n ~ U{0..L-1} detached
   # warm-start loops then k ~ U{1..L-n} loops with gradient; n, k drawn per step.
@@ -314,8 +316,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check(0 <= t.grad_loops, f"train.grad_loops={t.grad_loops} must be >= 0 (0 = all loops).")
   check(t.loss_on != "window" or t.grad_loops > 0,
         "train.loss_on='window' needs train.grad_loops > 0 (the window length T).")
-  check(t.loss_on != "all" or t.grad_loops == 0,
-        "train.loss_on='all' supervises every loop with gradients; it needs train.grad_loops=0 "
+  check(t.loss_on not in ("all", "steps") or t.grad_loops == 0,
+        f"train.loss_on={t.loss_on!r} supervises every loop with gradients; it needs "
+        "train.grad_loops=0 "
         "(use loss_on='window' for the last grad_loops loops).")
   check(t.loss_on != "window" or t.grad_loops <= m.num_loops or t.random_loops != "none"
         or bool(config.shift.loops) or bool(t.loop_curriculum.every),

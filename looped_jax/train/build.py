@@ -67,6 +67,10 @@ class Experiment:
     check(not config.model.exit_gate or task.input_kind == "tokens",
           f"model.exit_gate trains on per-token cross-entropies, which needs a token task; "
           f"{task.name!r} is a regression task.")
+    check(t.loss_on != "steps" or (hasattr(task, "num_steps") and task.input_kind == "tokens"),
+          f"train.loss_on='steps' supervises loop t with reasoning step t, which task "
+          f"{task.name!r} does not provide; use a token task with step targets "
+          "(word_problem, reachability, dag_eval).")
     graphdef, params = models.build(config.model, task, config.seed)
     schedule = config_lib.shift_schedule(config)
     if schedule is None:

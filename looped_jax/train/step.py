@@ -31,7 +31,8 @@ from looped_jax.train import loop_sampling
 class LossOptions:
   """The `train` settings that shape the training loss (see looped_jax/config.py).
 
-  loss_on: last | window (last grad_loops loops) | all (every loop's read-out).
+  loss_on: last | window (last grad_loops loops) | all (every loop's read-out) | steps
+    (loop-aligned: loop t learns reasoning step t, `loop_aligned_losses`).
   loop_weight_power p: window/all weight the read-out of loop l (1-based) by l^p (0 = mean).
   progressive: Bansal's loss (1 - alpha) * plain + alpha * L_prog.
   random_loops: none | poisson_lognormal (mean r̄, sigma) | uniform (low..high), with
@@ -85,17 +86,39 @@ def loss_fn(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task, loops: 
   of the last `grad_loops` loops (Yang et al.'s truncated loop-window loss; docs/papers.md,
   "Yang et al.").
   loss_on="all": the mean over every loop's read-out (intermediate supervision; all loops
-  get gradients). window/all weight loop l by l^loop_weight_power.
+  get gradients). loss_on="steps": loop-aligned supervision, `loop_aligned_losses`, every
+  loop with gradients. window/all/steps weight loop l by l^loop_weight_power.
   """
-  per_loop = loss_on in ("window", "all")
-  window = 0 if loss_on == "all" else grad_loops
+  per_loop = loss_on in ("window", "all", "steps")
+  window = grad_loops if loss_on == "window" else 0
   outputs = models.apply(graphdef, params, batch["inputs"], loops, grad_loops=window,
                          per_loop=per_loop, dropout_key=dropout_key, state_key=state_key)
   if per_loop:
-    losses = jax.vmap(lambda out: task.loss(out, batch))(outputs)  # [T]
+    if loss_on == "steps":
+      losses = loop_aligned_losses(outputs, batch, task)
+    else:
+      losses = jax.vmap(lambda out: task.loss(out, batch))(outputs)  # [T]
     index = jnp.arange(loops - losses.shape[0] + 1, loops + 1)
     return _loop_weighted_mean(losses, index, loop_weight_power)
   return task.loss(outputs, batch)
+
+
+def loop_aligned_losses(outputs: jax.Array, batch: Batch, task: Task) -> jax.Array:
+  """Per-loop losses [L] of loop-aligned supervision (RELAY, Yu et al., arXiv 2502.08482).
+
+  outputs: the read-out of every loop [L, B, n, C]. Loop t (1-based) t < L learns the task's
+  reasoning step min(t, S) (batch["step_targets"] / ["step_weights"], [B, S, n]: what an
+  iterative algorithm knows after that many steps); the last loop learns the answer
+  (task.loss). With L < S the steps past L - 1 are not supervised; with L > S the loops
+  past S learn the last step, which agrees with the answer on the positions it scores.
+  """
+  num_loops, num_steps = outputs.shape[0], batch["step_targets"].shape[1]
+  step_of_loop = jnp.minimum(jnp.arange(num_loops - 1), num_steps - 1)  # [L - 1]
+  targets = jnp.take(batch["step_targets"], step_of_loop, axis=1)  # [B, L - 1, n]
+  weights = jnp.take(batch["step_weights"], step_of_loop, axis=1)
+  ce = token_cross_entropy(jnp.moveaxis(outputs[:-1], 0, 1), targets)  # [B, L - 1, n]
+  steps = jnp.sum(ce * weights, axis=(0, 2)) / jnp.maximum(jnp.sum(weights, axis=(0, 2)), 1e-9)
+  return jnp.concatenate([steps, task.loss(outputs[-1], batch)[None]])
 
 
 def progressive_loss(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task,

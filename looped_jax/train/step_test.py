@@ -136,3 +136,24 @@ def test_bad_loop_options_are_config_errors(train, message):
   c.train.update(train)
   with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
     validate(c)
+
+
+def test_loop_aligned_supervision_gives_loop_t_step_t_and_the_last_loop_the_answer():
+  graphdef, params, batch = build()
+  b, n = batch["inputs"].shape
+  keys = jax.random.split(jax.random.key(1), 2)
+  for loops, steps in ((4, 2), (2, 3)):  # more loops than steps, and fewer
+    aligned = dict(batch, step_targets=jax.random.bernoulli(keys[0], 0.5, (b, steps, n)).astype(
+        jnp.int32), step_weights=jax.random.uniform(keys[1], (b, steps, n)))
+    outs = np.asarray(models.apply(graphdef, params, batch["inputs"], loops, per_loop=True))
+    logp = jax.nn.log_softmax(outs, axis=-1)
+    expected = []
+    for t in range(1, loops):  # loop t (1-based) learns step min(t, S)
+      s = min(t, steps) - 1
+      tgt, w = np.asarray(aligned["step_targets"][:, s]), np.asarray(aligned["step_weights"][:, s])
+      ce = -np.take_along_axis(logp[t - 1], tgt[..., None], -1)[..., 0]
+      expected.append(np.sum(ce * w) / np.sum(w))
+    expected.append(float(TASK.loss(jnp.asarray(outs[-1]), batch)))
+    got = step_lib.loss_fn(params, aligned, graphdef=graphdef, task=TASK, loops=loops,
+                           grad_loops=0, loss_on="steps")
+    np.testing.assert_allclose(got, np.mean(expected), rtol=1e-5)
