@@ -31,6 +31,7 @@ INIT_STATES = ("input", "zeros", "random")
 POSITIONS = ("learned", "none", "rope")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 DTYPES = ("float32", "bfloat16", "float64")  # float64: analysis, with JAX_ENABLE_X64=1
+PROBE_TARGETS = ("answer", "steps", "w")  # analysis/probes.py
 LOSS_ON = ("last", "window", "all", "steps")
 RANDOM_LOOPS = ("none", "poisson_lognormal", "uniform")  # = train.loop_sampling.KINDS
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -187,6 +188,11 @@ def base_config() -> ml_collections.ConfigDict:
   e.icl_settings = ("standard",)  # names from analysis/icl_eval.SUITE, or ("all",)
   e.icl_baselines = ()  # names from tasks/baselines.relevant_baselines(task); () = all of them
   e.icl_max_loops = 0  # loop sweep 1 .. this; 0 = 10x model.num_loops
+  # --mode=eval linear probes on loop states (analysis/probes.py): held-out R^2 of a ridge
+  # read-out of each target from the state after every loop 0..model.num_loops.
+  e.probes = ()  # () = off; targets: answer, steps (tasks with step targets), w (ICL weights)
+  e.probe_prompts = 512  # prompts to fit on, and as many held out to score on
+  e.probe_ridge = 1.0  # ridge strength on standardised features
 
   # --mode=generate (models/decode.py): continue `prompt` from the latest checkpoint; writes
   # generate.json (text, tokens, loops per token) and prints the text.
@@ -350,6 +356,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "eval.loop_sweep.residual_threshold and kl_threshold must be positive.")
   check(config.eval.icl_prompts > 0 and config.eval.icl_max_loops >= 0,
         "eval.icl_prompts must be positive and eval.icl_max_loops >= 0 (0 = 10x model.num_loops).")
+  for name in config.eval.probes:
+    check_choice("eval.probes entry", name, PROBE_TARGETS)
+  check(config.eval.probe_prompts > 0 and config.eval.probe_ridge > 0,
+        f"eval.probe_prompts={config.eval.probe_prompts} and eval.probe_ridge="
+        f"{config.eval.probe_ridge} must be positive.")
   for loops in config.eval.loops:
     check(isinstance(loops, int) and loops > 0,
           f"eval.loops contains {loops!r}; every loop count must be a positive integer.")

@@ -18,6 +18,7 @@ import ml_collections
 
 from looped_jax import config as config_lib
 from looped_jax import models, shift_criteria, tasks
+from looped_jax.analysis import probes
 from looped_jax.errors import check
 from looped_jax.train import compiler, deep_supervision, optim, sharding, shift, shift_signals
 from looped_jax.train import stablemax
@@ -71,6 +72,8 @@ class Experiment:
           f"train.loss_on='steps' supervises loop t with reasoning step t, which task "
           f"{task.name!r} does not provide; use a token task with step targets "
           "(word_problem, reachability, dag_eval).")
+    if config.eval.probes:  # before training, not after it
+      probes.check_targets(config.eval.probes, task.held_out())
     graphdef, params = models.build(config.model, task, config.seed)
     schedule = config_lib.shift_schedule(config)
     if schedule is None:
