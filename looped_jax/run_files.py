@@ -18,12 +18,13 @@ GENERATE = "generate.json"         # --mode=generate's text and loops per token
 ICL_REPORT = "icl_report.json"     # error vs k and vs loops with baselines (analysis/icl_report)
 LOOP_SWEEP = "loop_sweep.json"     # accuracy vs test-time loops (analysis/loop_sweep)
 PROBES = "probes.json"             # linear probes of the loop states (analysis/probes)
+COT_EVAL = "cot_eval.json"         # decoded chain-of-thought accuracy (analysis/cot_eval)
 
 # Entries the trainer, --mode=eval/hessian and the reports write into a run's folder
 # (glob patterns; `--overwrite` deletes a folder only when every entry matches one).
 RUN_ENTRIES = (CONFIG, CHECKPOINTS, TENSORBOARD, METRICS, SPECTRA, SUMMARY, EVAL, HESSIAN, GENERATE,
-               ICL_REPORT, LOOP_SWEEP, "loop_sweep.png", PROBES, "probes.png", "error_vs_k*.png",
-               "error_vs_loops.png", "spectra.png", "*.json.tmp")
+               ICL_REPORT, LOOP_SWEEP, "loop_sweep.png", PROBES, "probes.png", COT_EVAL,
+               "error_vs_k*.png", "error_vs_loops.png", "spectra.png", "*.json.tmp")
 # Entries written beside the variant folders of a config with variants.
 VARIANTS_ENTRIES = ("comparison.png", "spectra.png", "error_vs_k.png", "error_vs_loops.png")
 

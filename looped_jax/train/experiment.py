@@ -17,7 +17,8 @@ import ml_collections
 
 from looped_jax import config as config_lib
 from looped_jax import distributed, errors, run_files
-from looped_jax.analysis import icl_report, landscape_tracking, loop_sweep, probes, report
+from looped_jax.analysis import cot_eval, icl_report, landscape_tracking, loop_sweep, probes
+from looped_jax.analysis import report
 from looped_jax.errors import ConfigError
 from looped_jax.models import decode
 from looped_jax.train import build, sharding, trainer
@@ -147,6 +148,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
                                  json.dumps(result, indent=2, sort_keys=True))
   loop_sweep.write(exp, params, workdir)  # token tasks with eval.loop_sweep on
   probes.write(exp, params, workdir)  # eval.probes on
+  cot_eval.write(exp, params, workdir)  # chain-of-thought tasks: greedy decoding
   return result
 
 
