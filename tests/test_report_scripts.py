@@ -126,3 +126,35 @@ def test_trm_report_tables_means_over_seeds_and_the_copy_floor(tmp_path, capsys)
   # parity: the input never equals a target bit at the answer slot ("=" is token 2)
   assert "copy-the-input cell accuracy: 0.0%" in out
   assert len(out_file.read_text().splitlines()) == 5
+
+
+def _depth_report():
+  path = os.path.join(REPO, "docs", "scripts", "depth_report.py")
+  module_spec = importlib.util.spec_from_file_location("depth_report", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def test_depth_report_tables_padded_runs_by_regime_and_length(tmp_path, capsys):
+  report = _depth_report()
+  seeds = []
+  for seed in range(2):
+    root = tmp_path / f"pwp_s{seed}"
+    for regime, loops, pad in (("loops", 3, 0), ("log_pad", 5, 1)):
+      for n in (8, 32):
+        run = root / f"{regime}_n{n}"
+        run.mkdir(parents=True)
+        accuracy = 1.0 if regime == "log_pad" or n == 8 else 0.2 + 0.1 * seed
+        (run / "summary.json").write_text(json.dumps({"eval/sequence_accuracy": accuracy}))
+        (run / "config.json").write_text(json.dumps(
+            {"model": {"num_layers": 1, "num_loops": loops}, "task": {"pad_factor": pad}}))
+    seeds.append(str(root))
+  assert report.main(["padded", *seeds, f"--out-dir={tmp_path / 'docs'}"]) == 0
+  table = capsys.readouterr().out
+  assert "| loops | 1.000 (1.000-1.000) [k=1 L=3 p=0] | 0.250 (0.200-0.300) [k=1 L=3 p=0] |" in table
+  assert "[k=1 L=5 p=32]" in table
+  rows = [json.loads(line) for line in open(tmp_path / "docs" / "data" / "padded_word_problem.jsonl")]
+  assert len(rows) == 8 and (tmp_path / "docs" / "img" / "padded_word_problem.png").exists()
+  with pytest.raises(SystemExit):
+    report.main(["padded", str(tmp_path / "missing")])
