@@ -226,6 +226,8 @@ def plot(kind: str, rows: list[dict], path: str) -> None:
       for regime in ("depth", "loops", "pad", "log_pad"):
         acc = [[r["answer_accuracy"] for r in rows if r["regime"] == regime and r["length"] == n]
                for n in lengths]
+        if not all(acc):
+          continue
         mean = [np.mean(a) for a in acc]
         err = [[m - min(a) for m, a in zip(mean, acc)], [max(a) - m for m, a in zip(mean, acc)]]
         ax.errorbar(lengths, mean, yerr=err, marker="o", capsize=3, label=regime)
