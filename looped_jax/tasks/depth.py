@@ -135,6 +135,20 @@ def scan_steps(x: jax.Array, table: jax.Array, num_steps: int) -> jax.Array:
   return jnp.stack(out, axis=1)
 
 
+def linear_scan_steps(x: jax.Array, table: jax.Array, num_steps: int) -> jax.Array:
+  """Sequential prefix scan: one element more per step, the same operation every step.
+
+  x: int [B, n]; table [G, G] with identity 0 -> [B, num_steps, n] where step s at position
+  i is x_{i-k+1} * ... * x_i with k = min(s + 1, i + 1): step s = step s-1 of the left
+  neighbour times x_i. With num_steps >= n the last step is the prefix product.
+  """
+  cur, out = x, [x]
+  for _ in range(num_steps - 1):
+    cur = table[jnp.pad(cur[:, :-1], ((0, 0), (1, 0))), x]
+    out.append(cur)
+  return jnp.stack(out, axis=1)
+
+
 @register("word_problem")
 @dataclasses.dataclass(frozen=True)
 class WordProblem(_DepthTask):
@@ -153,25 +167,33 @@ class WordProblem(_DepthTask):
     p = 0), with target product_{n-1}.
   Classes: 0 .. |G|-1. problem_size = length.
 
-  Steps (the scan, `scan_steps`): S = max(1, ceil(log2 length)); step s at position i < n
-  is the product of the last min(2^(s+1), i + 1) elements ending at x_i, weight 1 on the n
-  problem positions. With answer="final" the scored last position also gets, at every step,
-  the product of the last min(2^(s+1), n) elements of the word (weight 1). Pads: 0.
+  Steps, scan="doubling" (the log-depth Hillis-Steele scan, `scan_steps`): S = max(1,
+  ceil(log2 length)); step s at position i < n is the product of the last
+  w_s = min(2^(s+1), i + 1) elements ending at x_i, weight 1 on the n problem positions.
+  scan="linear" (`linear_scan_steps`, the sequential chain of thought that RELAY aligns with
+  loops): S = length, w_s = min(s + 1, i + 1): every step applies the same operation (the
+  left neighbour's previous step times x_i), so more loops continue it on longer words.
+  With answer="final" the scored last position also gets, at every step, the product of the
+  last w_s elements of the whole word (weight 1). Pads: 0.
   """
 
   length: int = 16
   group: str = "s5"
   answer: str = "prefix"
+  scan: str = "doubling"
   pad_factor: int = 0
   pad_degree: int = 1
 
   ANSWERS = ("prefix", "final")
+  SCANS = ("doubling", "linear")
 
   def __post_init__(self):
     _require(self.group in GROUPS,
              f"group={self.group!r} must be one of {', '.join(GROUPS)}")
     _require(self.answer in self.ANSWERS,
              f"answer={self.answer!r} must be one of {', '.join(self.ANSWERS)}")
+    _require(self.scan in self.SCANS,
+             f"scan={self.scan!r} must be one of {', '.join(self.SCANS)}")
     _require(self.length >= 1, f"length={self.length} must be >= 1")
     self._check_padding()
 
@@ -189,7 +211,7 @@ class WordProblem(_DepthTask):
 
   @property
   def num_steps(self) -> int:
-    return max(1, _ceil_log2(self.length))
+    return self.length if self.scan == "linear" else max(1, _ceil_log2(self.length))
 
   @property
   def seq_len(self) -> int:
@@ -207,7 +229,8 @@ class WordProblem(_DepthTask):
     del step
     b, n, p, s = batch_size, self.length, self.num_pads, self.num_steps
     x = jax.random.randint(key, (b, n), 0, self.order, jnp.int32)
-    steps = scan_steps(x, jnp.asarray(TABLES[self.group]), s)  # [B, S, n]
+    scan = linear_scan_steps if self.scan == "linear" else scan_steps
+    steps = scan(x, jnp.asarray(TABLES[self.group]), s)  # [B, S, n]
     inputs = _pad_positions(x, p, self.pad)
     step_targets = _pad_positions(steps, p)
     step_weights = _pad_positions(jnp.ones((b, s, n), jnp.float32), p)

@@ -9,6 +9,7 @@ permutation tuples, graphs as sets, circuits as python ints.
 import dataclasses
 import functools
 import itertools
+import math
 
 import jax
 import numpy as np
@@ -133,6 +134,8 @@ WORD_TASKS = [
     depth.WordProblem(length=5, group="s3", pad_factor=1, pad_degree=2),
     depth.WordProblem(length=8, group="z2", answer="final"),
     depth.WordProblem(length=1, group="s3", answer="final", pad_factor=2),
+    depth.WordProblem(length=6, group="s3", scan="linear"),
+    depth.WordProblem(length=5, group="a5", answer="final", scan="linear", pad_factor=1),
 ]
 
 
@@ -142,6 +145,8 @@ def test_word_problem_labels(task):
   _check_contract(task, batch)
   elems, n, s = REF_ELEMENTS[task.group], task.length, task.num_steps
   size = len(elems)
+  assert s == (n if task.scan == "linear" else max(1, math.ceil(math.log2(n))))
+  window = (lambda k: k + 1) if task.scan == "linear" else (lambda k: 2**(k + 1))
   assert task.pad == size and task.vocab_size == size + 1 and task.output_dim == size
   assert task.seq_len == n + task.pad_factor * n**task.pad_degree
 
@@ -151,10 +156,10 @@ def test_word_problem_labels(task):
     assert (t < n) == (prefix[-1] != size) and len(problem) == min(t + 1, n)
     answer_slot = task.answer == "final" and t == task.seq_len - 1
     if t < n:  # window products ending at x_t
-      step_t = [_product(elems, problem[max(0, t + 1 - 2**(k + 1)):]) for k in range(s)]
+      step_t = [_product(elems, problem[max(0, t + 1 - window(k)):]) for k in range(s)]
       step_w = [1.0] * s
     elif answer_slot:  # the answer read at the last pad: windows ending at x_{n-1}
-      step_t = [_product(elems, problem[max(0, n - 2**(k + 1)):]) for k in range(s)]
+      step_t = [_product(elems, problem[max(0, n - window(k)):]) for k in range(s)]
       step_w = [1.0] * s
     else:
       step_t, step_w = [0] * s, [0.0] * s
@@ -404,6 +409,7 @@ def test_default_config(name, cls):
 @pytest.mark.parametrize("config,words", [
     ({"name": "word_problem", "group": "s4"}, ("s5", "a5", "s3", "z2")),
     ({"name": "word_problem", "answer": "all"}, ("prefix", "final")),
+    ({"name": "word_problem", "scan": "tree"}, ("doubling", "linear")),
     ({"name": "dag_eval", "fmt": "scratchpad"}, ("loop", "cot")),
     ({"name": "word_problem", "length": 0}, ("length",)),
     ({"name": "word_problem", "pad_factor": -1}, ("pad_factor",)),
