@@ -1,19 +1,26 @@
 """Loop-aligned supervision and length generalisation (RELAY, Yu et al.).
 
 Yu et al., "Enhancing Auto-regressive Chain-of-Thought through Loop-Aligned Reasoning", arXiv
-2502.08482; docs/papers.md, "RELAY". One GPT-2 layer (D = 64, rotary positions, so no
-position is untrained at test lengths) looped L = 4 = ceil(log2 16) times on the S3 word
-problem (`word_problem`, tasks/depth.py) with every prefix product scored, trained at n = 16:
+2502.08482; docs/papers.md, "Where depth goes". One GPT-2 layer (D = 64, rotary positions, so
+no position is untrained at test lengths) looped on the S3 word problem (`word_problem`,
+tasks/depth.py) with every prefix product scored. Two variants:
 
-  relay   train.loss_on="steps": loop t learns step t of the log-depth prefix scan (the product
-          of the last 2^t elements at every position), the last loop the answer
+  relay   train.loss_on="steps": loop t learns step t of the scan, the last loop the answer
   final   train.loss_on="last": the same model trained on the answer alone
 
-`--mode=eval` then sweeps 1..16 loops at n = 16, 32 and 64 (analysis/loop_sweep.py; the scan
-needs ceil(log2 n) = 4, 5 and 6 steps) and fits linear probes of every scan step on each
-loop's state (analysis/probes.py, eval.probes). The argument `check` is a 4-step smoke test.
-The second half of RELAY (the looped model's chains fine-tuning an autoregressive model)
-is not part of this config.
+The argument picks the scan that the loops are aligned with:
+
+  linear    (default) RELAY's setting: the sequential scan, one element more per step and the
+            same operation every step (step t at position i = the product of the last t
+            elements); trained at n = 8 with L = 8 loops, so a word of n elements needs n loops
+  doubling  the log-depth Hillis-Steele scan (step t = the product of the last 2^t elements);
+            trained at n = 16 with L = 4 = ceil(log2 16) loops
+  check     `linear` for 4 steps (a smoke test)
+
+`--mode=eval` then sweeps 1..4L loops on longer words (analysis/loop_sweep.py: n = 16 and 32
+for linear, 32 and 64 for doubling) and fits linear probes of every scan step on each loop's
+state (analysis/probes.py, eval.probes). The second half of RELAY (the looped model's
+chains fine-tuning an autoregressive model) is not part of this config.
 
   python -m looped_jax.main --config=configs/relay.py --workdir=runs/relay_s0 --config.seed=0
   python -m looped_jax.main --config=configs/relay.py --workdir=runs/relay_s0 --mode=eval
@@ -26,16 +33,18 @@ from looped_jax import config as config_lib
 from looped_jax import tasks
 from looped_jax.errors import ConfigError
 
-ARGS = ("s3", "s5", "check")
+ARGS = ("linear", "doubling", "check")
 
 
-def get_config(arg: str = "s3"):
+def get_config(arg: str = "linear"):
   if arg not in ARGS:
     raise ConfigError(f"configs/relay.py:{arg} is not an option; choose one of {', '.join(ARGS)}.")
+  doubling = arg == "doubling"
+  n, loops = (16, 4) if doubling else (8, 8)
   c = config_lib.base_config()
-  c.task = tasks.default_config("word_problem", group="s5" if arg == "s5" else "s3", length=16,
-                                answer="prefix")
-  c.model.update(block="gpt2", d_model=64, num_heads=4, num_layers=1, num_loops=4,
+  c.task = tasks.default_config("word_problem", group="s3", length=n, answer="prefix",
+                                scan="doubling" if doubling else "linear")
+  c.model.update(block="gpt2", d_model=64, num_heads=4, num_layers=1, num_loops=loops,
                  position="rope")
   c.train.update(num_steps=1000, batch_size=64, optimizer="adamw", learning_rate=1e-3,
                  weight_decay=0.0, schedule="warmup_constant", warmup_steps=100, grad_clip=1.0,
@@ -44,7 +53,7 @@ def get_config(arg: str = "s3"):
                 probe_prompts=256)
   ls = c.eval.loop_sweep
   ls.update(max_factor=4, batch_size=256, diagnose_examples=0)
-  ls.tasks = {"n32": {"length": 32}, "n64": {"length": 64}}
+  ls.tasks = {f"n{2 * n}": {"length": 2 * n}, f"n{4 * n}": {"length": 4 * n}}
   c.variants = {"relay": {"train": {"loss_on": "steps"}},
                 "final": {"train": {"loss_on": "last"}}}
   if arg == "check":

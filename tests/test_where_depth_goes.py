@@ -14,7 +14,8 @@ from helpers import cli, repo_config
 
 
 @pytest.mark.parametrize("name,arg", [("ilr", "all"), ("padded_word_problem", "s3"),
-                                      ("padded_word_problem", "s5"), ("relay", "s3"),
+                                      ("padded_word_problem", "s5"), ("relay", "linear"),
+                                      ("relay", "doubling"),
                                       ("cot_vs_loop", "all")])
 def test_configs_expand_into_valid_runs(name, arg):
   runs = experiment.expand(repo_config(name, arg))
@@ -41,10 +42,10 @@ def test_relay_trains_and_evaluates_with_probes_and_longer_lengths(tmp_path):
   for variant in ("relay", "final"):
     with open(os.path.join(workdir, variant, "loop_sweep.json")) as f:
       sweep = json.load(f)
-    assert sweep["order"] == ["train", "n32", "n64"] and sweep["max_loops"] == 8
+    assert sweep["order"] == ["train", "n16", "n32"] and sweep["max_loops"] == 16
     with open(os.path.join(workdir, variant, "probes.json")) as f:
       probes = json.load(f)
-    assert probes["loops"] == [0, 1, 2, 3, 4]
-    assert len(probes["targets"]["steps"]["r2"]) == 4  # ceil(log2 16) scan steps
-    assert all(len(row) == 5 for row in probes["targets"]["steps"]["r2"])
+    assert probes["loops"] == list(range(9))
+    assert len(probes["targets"]["steps"]["r2"]) == 8  # the linear scan of 8 elements
+    assert all(len(row) == 9 for row in probes["targets"]["steps"]["r2"])
     assert os.path.exists(os.path.join(workdir, variant, "probes.png"))

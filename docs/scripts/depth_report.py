@@ -72,6 +72,12 @@ def padded_rows(workdirs: list[str]) -> list[dict]:
   return rows
 
 
+def needed_loops(task: dict) -> int:
+  """Loops the word problem's scan needs: n steps (linear) or ceil(log2 n) (doubling)."""
+  n = task["length"]
+  return n if task.get("scan", "doubling") == "linear" else max(1, math.ceil(math.log2(n)))
+
+
 def relay_rows(workdirs: list[str]) -> list[dict]:
   rows = []
   for seed, workdir in enumerate(workdirs):
@@ -80,14 +86,15 @@ def relay_rows(workdirs: list[str]) -> list[dict]:
       for setting in sweep["order"]:
         entry = sweep["settings"][setting]
         n = entry["task"]["length"]
-        need = math.ceil(math.log2(n))
+        need = needed_loops(entry["task"])
         rows.append({"seed": seed, "variant": variant, "length": n, "kind": "sweep",
                      "loops": sweep["loops"],
                      "sequence_accuracy": entry["sequence_accuracy"],
                      "token_accuracy": entry["token_accuracy"],
-                     "log_loops": need,
-                     "token_accuracy_at_log_loops": entry["token_accuracy"][need - 1],
-                     "sequence_accuracy_at_log_loops": entry["sequence_accuracy"][need - 1]})
+                     "needed_loops": need,
+                     "token_accuracy_at_needed_loops": entry["token_accuracy"][need - 1],
+                     "sequence_accuracy_at_needed_loops": entry["sequence_accuracy"][need - 1],
+                     "best_sequence_accuracy": max(entry["sequence_accuracy"])})
       probes = _load(os.path.join(workdir, variant, "probes.json"))
       rows.append({"seed": seed, "variant": variant, "kind": "probes", "loops": probes["loops"],
                    "steps_r2": probes["targets"]["steps"]["r2"],
@@ -155,15 +162,15 @@ def padded_table(rows) -> str:
 def relay_table(rows) -> str:
   sweeps = [r for r in rows if r["kind"] == "sweep"]
   lengths = sorted({r["length"] for r in sweeps})
-  lines = ["| variant | " + " | ".join(f"n = {n} (L = {math.ceil(math.log2(n))})"
-                                       for n in lengths) + " |",
+  need = {r["length"]: r["needed_loops"] for r in sweeps}
+  lines = ["| variant | " + " | ".join(f"n = {n} (L = {need[n]})" for n in lengths) + " |",
            "|---|" + "---|" * len(lengths)]
   for variant in ("relay", "final"):
     cells = []
     for n in lengths:
       group = [r for r in sweeps if r["variant"] == variant and r["length"] == n]
-      cells.append(f"{_stat([r['sequence_accuracy_at_log_loops'] for r in group])} / "
-                   f"{_stat([r['token_accuracy_at_log_loops'] for r in group])}")
+      cells.append(f"{_stat([r['sequence_accuracy_at_needed_loops'] for r in group])} / "
+                   f"{_stat([r['token_accuracy_at_needed_loops'] for r in group])}")
     lines.append(f"| {variant} | " + " | ".join(cells) + " |")
   probes = [r for r in rows if r["kind"] == "probes"]
   lines += ["", "| variant | step | held-out R² after loop 0, 1, 2, ... (mean over seeds) |",
@@ -205,8 +212,8 @@ def plot(kind: str, rows: list[dict], path: str) -> None:
         acc = np.asarray([r["sequence_accuracy"] for r in group])
         ax.plot(group[0]["loops"], acc.mean(0), style, label=variant)
         ax.fill_between(group[0]["loops"], acc.min(0), acc.max(0), alpha=0.2)
-      ax.axvline(math.ceil(math.log2(n)), color="k", ls=":", lw=0.8)
-      ax.set_title(f"n = {n} (trained at 16)", fontsize=9)
+      ax.axvline(group[0]["needed_loops"], color="k", ls=":", lw=0.8)
+      ax.set_title(f"n = {n} (trained at {lengths[0]})", fontsize=9)
       ax.set_xlabel("loops")
       ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("sequence accuracy")
@@ -261,14 +268,16 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("kind", choices=KINDS)
   parser.add_argument("workdirs", nargs="+", help="one workdir per seed")
   parser.add_argument("--out-dir", default=os.path.join(ROOT, "docs"),
-                      help="writes data/<kind>.jsonl and img/<kind>.png under it")
+                      help="writes data/<name>.jsonl and img/<name>.png under it")
+  parser.add_argument("--name", default="", help="file name stem (default: from the kind)")
   args = parser.parse_args(argv)
   for workdir in args.workdirs:
     if not os.path.isdir(workdir):
       parser.error(f"{workdir} is not a folder (one workdir per seed).")
   rows = {"ilr": ilr_rows, "padded": padded_rows, "relay": relay_rows,
           "cot": cot_rows}[args.kind](args.workdirs)
-  name = {"padded": "padded_word_problem", "cot": "cot_vs_loop"}.get(args.kind, args.kind)
+  name = args.name or {"padded": "padded_word_problem", "cot": "cot_vs_loop"}.get(args.kind,
+                                                                                  args.kind)
   os.makedirs(os.path.join(args.out_dir, "data"), exist_ok=True)
   os.makedirs(os.path.join(args.out_dir, "img"), exist_ok=True)
   with open(os.path.join(args.out_dir, "data", f"{name}.jsonl"), "w") as f:
