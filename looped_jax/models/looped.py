@@ -16,6 +16,8 @@ backward pass stacks every loop's residuals into buffers it must zero, fill and 
 compile time linear in T). A single layer is applied without the inner scan.
 `forward_dynamic` takes the loop counts as traced integers instead (random depth, progressive
 loss): one compilation serves every count.
+Intra-layer recurrence (`layer_loops = (r_1, ..., r_k)`, Nguyen & Lin): inside each loop,
+layer i runs r_i times in a row before layer i + 1; all ones is the plain stack.
 
 Prelude / core / coda (Geiping et al.): `prelude_layers` P and `coda_layers` C distinct blocks
 run once before and after the looped core; with P = C = 0 (the default) the model and its
