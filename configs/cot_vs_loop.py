@@ -37,10 +37,10 @@ def get_config(arg: str = "all"):
   c = config_lib.base_config()
   c.task = tasks.default_config("dag_eval", width=3, depth=3, modulus=5, fmt="loop")
   c.model.update(block="gpt2", d_model=64, num_heads=4, num_layers=2, num_loops=3)
-  c.train.update(num_steps=1000, batch_size=64, optimizer="adamw", learning_rate=1e-3,
+  c.train.update(num_steps=800, batch_size=64, optimizer="adamw", learning_rate=1e-3,
                  weight_decay=0.0, schedule="warmup_constant", warmup_steps=100, grad_clip=1.0,
-                 log_every=100, checkpoint_every=500)
-  c.eval.update(every=500, batch_size=256, num_batches=2)
+                 log_every=100, checkpoint_every=400)
+  c.eval.update(every=400, batch_size=256, num_batches=2)
   c.variants = {
       "loop": {"train": {"loss_on": "last"}},
       "loop_steps": {"train": {"loss_on": "steps"}},
