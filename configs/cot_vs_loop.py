@@ -5,12 +5,10 @@ arXiv 2505.19245; docs/papers.md. Looped transformers evaluate a DAG in as many 
 has levels, in parallel over its nodes; a CoT model emits one node value per decoding step.
 The task is `dag_eval` (tasks/depth.py): layered arithmetic circuits mod 5, width 3,
 depth 3 (12 nodes, 9 values to compute), each node written as 4 tokens. The same
-transformer (2 GPT-2 layers, D = 64, 4 heads, causal) three ways:
+transformer (2 GPT-2 layers, D = 64, 4 heads, causal) two ways:
 
   loop        fmt="loop", 2 layers looped L = 3 = depth times, trained on every node value
               at once (train.loss_on="last"): one forward pass per circuit
-  loop_steps  the same with loop-aligned supervision (train.loss_on="steps": loop t learns
-              the nodes of level <= t), RELAY's recipe
   cot         fmt="cot", the 2 layers once (L = 1), trained teacher-forced to emit the 9
               values one token at a time after the description; evaluated by greedy
               decoding (analysis/cot_eval.py, `--mode=eval`): 9 decoding steps
@@ -43,7 +41,6 @@ def get_config(arg: str = "all"):
   c.eval.update(every=400, batch_size=256, num_batches=2)
   c.variants = {
       "loop": {"train": {"loss_on": "last"}},
-      "loop_steps": {"train": {"loss_on": "steps"}},
       "cot": {"task": {"fmt": "cot"}, "model": {"num_loops": 1}},
   }
   if arg == "check":
