@@ -7,12 +7,13 @@ word problem at growing length, one looped ceil(c * log2 n) times can. The task 
 `word_problem` (tasks/depth.py): n group elements, the answer (their product) read at the
 last position, which follows p(n) = n pad tokens where the regime pads.
 
-For each length n in LENGTHS, three regimes (variant `<regime>_n<n>`), and at the longest
-length a fourth:
+For each length n in LENGTHS, four regimes (variant `<regime>_n<n>`), and at the longest
+length a fifth:
 
   depth     fixed depth: 3 distinct GPT-2 layers, one pass
   loops     fixed loops: 1 layer looped 3 times (ceil(log2 8): enough for n = 8 only)
-  log_pad   1 layer looped L(n) = ceil(log2 n) times (model.loops_per_log2 = 1), n pads
+  log       1 layer looped L(n) = ceil(log2 n) times (model.loops_per_log2 = 1), no pads
+  log_pad   the same with n pads
   pad       (n = 32 only) 1 layer looped 3 times, n pads: padding without more loops
 
 Every regime trains with loop-aligned supervision (train.loss_on="steps": loop t learns
@@ -38,6 +39,7 @@ FIXED_LOOPS = 3
 REGIMES = {
     "depth": {"model": {"num_layers": FIXED_LOOPS, "num_loops": 1}},
     "loops": {"model": {"num_loops": FIXED_LOOPS}},
+    "log": {"model": {"loops_per_log2": 1.0}},
     "log_pad": {"model": {"loops_per_log2": 1.0}, "task": {"pad_factor": 1}},
     "pad": {"model": {"num_loops": FIXED_LOOPS}, "task": {"pad_factor": 1}},
 }

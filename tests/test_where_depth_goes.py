@@ -25,7 +25,8 @@ def test_configs_expand_into_valid_runs(name, arg):
     assert [loops[f"log_pad_n{n}"] for n in (8, 16, 32)] == [3, 4, 5]
     assert {loops[f"loops_n{n}"] for n in (8, 16, 32)} == {3}
     assert runs["pad_n32"].task.pad_factor == 1 and runs["loops_n16"].task.pad_factor == 0
-    assert "pad_n16" not in runs and len(runs) == 10
+    assert "pad_n16" not in runs and len(runs) == 13
+    assert [loops[f"log_n{n}"] for n in (8, 16, 32)] == [3, 4, 5]
   if name == "ilr":
     assert tuple(runs["first"].model.layer_loops) == (2, 1, 1, 1)
   for bad in ("nope",):

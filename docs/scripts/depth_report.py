@@ -146,7 +146,7 @@ def padded_table(rows) -> str:
   lengths = sorted({r["length"] for r in rows})
   lines = ["| regime | " + " | ".join(f"n = {n}" for n in lengths) + " |",
            "|---|" + "---|" * len(lengths)]
-  for regime in ("depth", "loops", "pad", "log_pad"):
+  for regime in ("depth", "loops", "pad", "log", "log_pad"):
     cells = []
     for n in lengths:
       group = [r for r in rows if r["regime"] == regime and r["length"] == n]
@@ -230,7 +230,7 @@ def plot(kind: str, rows: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
     if kind == "padded":
       lengths = sorted({r["length"] for r in rows})
-      for regime in ("depth", "loops", "pad", "log_pad"):
+      for regime in ("depth", "loops", "pad", "log", "log_pad"):
         acc = [[r["answer_accuracy"] for r in rows if r["regime"] == regime and r["length"] == n]
                for n in lengths]
         if not all(acc):
