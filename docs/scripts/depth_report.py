@@ -184,7 +184,7 @@ def relay_table(rows) -> str:
 
 
 def cot_table(rows) -> str:
-  lines = ["| variant | k x L | answer accuracy (every value) | value accuracy | "
+  lines = ["| variant | k x L | answer accuracy (all values) | value accuracy | "
            "teacher-forced value accuracy | sequential passes | token-layer passes |",
            "|---|---|---|---|---|---|---|"]
   for (variant,), group in sorted(_group(rows, "variant").items()):
