@@ -244,7 +244,7 @@ def plot(kind: str, rows: list[dict], path: str) -> None:
       ax.set_ylabel("answer accuracy")
       ax.set_ylim(-0.02, 1.02)
     else:
-      key = "bits_per_byte" if kind == "ilr" else "answer_accuracy"
+      key = "bits_per_byte" if kind == "ilr" else "value_accuracy"
       groups = sorted(_group(rows, "variant").items())
       values = [[r[key] for r in g] for _, g in groups]
       ax.bar(range(len(groups)), [np.mean(v) for v in values],
@@ -252,8 +252,12 @@ def plot(kind: str, rows: list[dict], path: str) -> None:
              capsize=4, color="0.6")
       for i, v in enumerate(values):
         ax.plot([i] * len(v), v, "k.", ms=4)
+      if kind == "cot":  # what the CoT model gets when fed the true values instead of its own
+        forced = [np.mean([r["teacher_forced_value_accuracy"] for r in g]) for _, g in groups]
+        ax.plot(range(len(groups)), forced, "rx", ms=8, label="teacher-forced")
+        ax.legend(fontsize=7)
       ax.set_xticks(range(len(groups)), [name for (name,), _ in groups])
-      ax.set_ylabel("held-out bits per byte" if kind == "ilr" else "answer accuracy")
+      ax.set_ylabel("held-out bits per byte" if kind == "ilr" else "value accuracy")
       if kind == "ilr":
         ax.set_ylim(min(min(v) for v in values) - 0.02, max(max(v) for v in values) + 0.02)
     if kind == "padded":
