@@ -130,9 +130,9 @@ def probe(exp, params) -> dict[str, Any]:
   batches = [jax.device_get(sample(jax.random.fold_in(key, PROBE_SEED_OFFSET + i)))
              for i in range(2)]
   check_targets(e.probes, task)
-  model = models.merge(exp.graphdef, params)
-  states_fn = jax.jit(lambda x: loop_states(model, x, loops))
-  states = [np.asarray(states_fn(b["inputs"]), np.float32) for b in batches]
+  # Parameters as an argument, not closed over: no weights baked into the program.
+  states_fn = jax.jit(lambda p, x: loop_states(models.merge(exp.graphdef, p), x, loops))
+  states = [np.asarray(states_fn(params, b["inputs"]), np.float32) for b in batches]
   out_dim = task.output_dim
   out: dict[str, Any] = {"loops": list(range(loops + 1)), "prompts": int(e.probe_prompts),
                          "ridge": float(e.probe_ridge), "targets": {}}
