@@ -90,7 +90,7 @@ def loss_fn(params, batch: Batch, *, graphdef: nnx.GraphDef, task: Task, loops: 
   loop with gradients. window/all/steps weight loop l by l^loop_weight_power.
   """
   per_loop = loss_on in ("window", "all", "steps")
-  window = grad_loops if loss_on == "window" else 0
+  window = 0 if loss_on in ("all", "steps") else grad_loops  # last / window: truncated
   outputs = models.apply(graphdef, params, batch["inputs"], loops, grad_loops=window,
                          per_loop=per_loop, dropout_key=dropout_key, state_key=state_key)
   if per_loop:
