@@ -96,9 +96,10 @@ def test_shift_report_reads_seeded_looped_and_shift_runs(tmp_path, capsys):
   assert [r["time_ratio"] for r in rows] == pytest.approx([190 * 0.4 / 250] * 2)
 
 
-def _trm_report():
-  path = os.path.join(REPO, "docs", "scripts", "trm_report.py")
-  module_spec = importlib.util.spec_from_file_location("trm_report", path)
+def _script(name: str):
+  """docs/scripts/NAME.py as a module (docs/scripts is not a package)."""
+  path = os.path.join(REPO, "docs", "scripts", f"{name}.py")
+  module_spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module
@@ -117,7 +118,7 @@ def test_trm_report_tables_means_over_seeds_and_the_copy_floor(tmp_path, capsys)
                 "eval/halting/steps": 3.0}]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
   out_file = tmp_path / "table.jsonl"
-  assert _trm_report().main([str(tmp_path), f"--jsonl={out_file}"]) == 0
+  assert _script("trm_report").main([str(tmp_path), f"--jsonl={out_file}"]) == 0
   out = capsys.readouterr().out
   assert "| trm | 2 | 30.0 [20.0, 40.0] | 90.0 [90.0, 90.0] |" in out
   assert "| looped | 2 | 10.0 [10.0, 10.0] |" in out
@@ -128,16 +129,8 @@ def test_trm_report_tables_means_over_seeds_and_the_copy_floor(tmp_path, capsys)
   assert len(out_file.read_text().splitlines()) == 5
 
 
-def _depth_report():
-  path = os.path.join(REPO, "docs", "scripts", "depth_report.py")
-  module_spec = importlib.util.spec_from_file_location("depth_report", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module
-
-
 def test_depth_report_tables_padded_runs_by_regime_and_length(tmp_path, capsys):
-  report = _depth_report()
+  report = _script("depth_report")
   seeds = []
   for seed in range(2):
     root = tmp_path / f"pwp_s{seed}"
